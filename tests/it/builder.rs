@@ -864,6 +864,20 @@ impl Layout {
     }
 }
 
+impl Layout {
+    /// Pack the layout directory into an `oci-archive` tar at `path`.
+    pub fn archive(&self, path: &Path) {
+        let file = std::fs::File::create(path).expect("create archive");
+        let mut b = tar::Builder::new(file);
+        b.mode(tar::HeaderMode::Deterministic);
+        b.append_dir_all(".", &self.dir).expect("archive layout");
+        b.into_inner()
+            .expect("finish archive")
+            .flush()
+            .expect("flush archive");
+    }
+}
+
 /// A valid attestation manifest (`unknown/unknown`), as BuildKit writes them.
 pub fn attestation(layout: &Layout, subject: &str) -> Value {
     let statement = br#"{"_type":"https://in-toto.io/Statement/v0.1"}"#;

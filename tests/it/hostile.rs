@@ -2074,6 +2074,26 @@ fn force_refuses_then_overwrites() {
 }
 
 #[test]
+fn oci_archive_input() {
+    let fx = Fx::new();
+    let l = fx.layout();
+    let a = image([Layer::gz([Entry::file("a", "a")])])
+        .tag("v1")
+        .store(&l);
+    let b = image([Layer::gz([Entry::file("b", "b")])])
+        .tag("latest")
+        .store(&l);
+    l.write_index(vec![a, b]);
+    let archive = fx.path().join("image.tar");
+    l.archive(&archive);
+    let tree = fx.ok(&[], &format!("oci-archive:{}", archive.display()));
+    assert_tree(&fx, &tree, "b file 0644 \"b\"");
+    std::fs::remove_dir_all(fx.rootfs()).unwrap();
+    let tree = fx.ok(&[], &format!("oci-archive:{}:v1", archive.display()));
+    assert_tree(&fx, &tree, "a file 0644 \"a\"");
+}
+
+#[test]
 fn failure_is_atomic() {
     // A failure in the second layer, after the first was written: no
     // rootfs/, no `.rootfs.bundlegen-*` (checked by `fail` and `run`).
