@@ -1709,20 +1709,21 @@ fn case_49_limits() {
         eprintln!("{what}: ok");
     }
 
-    // The same images within the limits succeed.
+    // Within the limits: 3 entries, short names, a 4 KiB tar stream
+    // (--max-bytes counts the uncompressed stream, headers included).
     let fx = Fx::new();
     let img = fx.single(image([Layer::gz(files(3))]));
-    let tree = fx.ok(
-        &[
-            "--max-path-len",
-            "20",
-            "--max-link-len",
-            "10",
-            "--max-bytes",
-            "1000",
-        ],
-        &img,
-    );
+    let flags = [
+        "--max-entries",
+        "3",
+        "--max-path-len",
+        "20",
+        "--max-link-len",
+        "10",
+        "--max-bytes",
+        "8K",
+    ];
+    let tree = fx.ok(&flags, &img);
     assert_eq!(tree.paths(), ["f0", "f1", "f2"]);
 
     // A PAX header over 1 MiB, a 60-hop symlink chain: default limits.
@@ -2137,8 +2138,11 @@ fn inspect_image(fx: &Fx) -> (String, Vec<Layer>) {
         working_dir: Some("/srv".into()),
     };
     let l = fx.layout();
-    let d = img.tag("v2").tag("latest").store(&l);
-    l.write_index(vec![d]);
+    // Two tags for one manifest: listed twice, one ref.name each.
+    let d = img.tag("latest").store(&l);
+    let mut d2 = d.clone();
+    d2["annotations"][REF_NAME] = json!("v2");
+    l.write_index(vec![d, d2]);
     (fx.oci(), layers)
 }
 
