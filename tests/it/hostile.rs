@@ -1838,24 +1838,39 @@ fn case_52_bad_sizes() {
     let stderr = fx.fail(&[], &img);
     assert_names(&stderr, &ids, &(len + 100).to_string());
     // Not a size at all: rejected while reading the manifest.
-    for size in [json!(-1), json!(i64::MIN), json!(1.5), json!("12")] {
+    // Negative: the message says `size`; not an integer at all: a JSON
+    // type error quoting the value is enough.
+    for (size, needle) in [
+        (json!(-1), "size"),
+        (json!(i64::MIN), "size"),
+        (json!(1.5), "1.5"),
+        (json!("12"), "\"12\""),
+    ] {
         let fx = Fx::new();
         let img = fx.single(image([good.clone().with_descriptor("size", size.clone())]));
         let stderr = fx.fail(&[], &img);
         assert!(
-            stderr.contains("size"),
-            "{size}: error does not mention the size:\n{stderr}"
+            stderr.contains(needle),
+            "{size}: error does not mention {needle}:\n{stderr}"
         );
         eprintln!("{size}: ok");
     }
-    // The manifest descriptor in index.json.
-    for size in [json!(-1), json!(1u64 << 40)] {
+    // The manifest descriptor in index.json: negative, larger than the
+    // blob (within any sane cap), absurd. The error names the manifest.
+    for size in [json!(-1), json!(100_000), json!(1u64 << 40)] {
         let fx = Fx::new();
         let img = fx.single(image([good.clone()]).with_descriptor("size", size.clone()));
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(fx.layout_dir().join("index.json")).unwrap())
+                .unwrap();
+        let digest = index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let stderr = fx.fail(&[], &img);
         assert!(
-            stderr.contains("size"),
-            "{size}: error does not mention the size:\n{stderr}"
+            stderr.contains(&digest[..19]),
+            "{size}: error does not name {digest}:\n{stderr}"
         );
     }
 }
