@@ -1985,6 +1985,32 @@ fn case_53_index_selection() {
     let tree = fx.ok(&[], &fx.oci());
     assert_tree(&fx, &tree, "a file 0644 \"a\"");
 
+    // --variant and --os pick among otherwise equal platforms.
+    let fx = Fx::new();
+    let l = fx.layout();
+    let v6 = tagged_image(&fx, &l, "arm", Some("v6"), "v6");
+    let v7 = tagged_image(&fx, &l, "arm", Some("v7"), "v7");
+    let win = image([Layer::gz([Entry::file("win", "win")])])
+        .platform("arm", "windows", Some("v7"))
+        .store(&l);
+    let mut nested = l.put_index(vec![v6, win, v7]);
+    nested["annotations"] = json!({ REF_NAME: "latest" });
+    l.write_index(vec![nested]);
+    let tree = fx.ok(
+        &["--arch", "arm", "--variant", "v7", "--os", "linux"],
+        &fx.oci(),
+    );
+    assert_tree(&fx, &tree, "v7 file 0644 \"v7\"");
+    std::fs::remove_dir_all(fx.rootfs()).unwrap();
+    let tree = fx.ok(
+        &["--arch", "arm", "--variant", "v7", "--os", "windows"],
+        &fx.oci(),
+    );
+    assert_tree(&fx, &tree, "win file 0644 \"win\"");
+    std::fs::remove_dir_all(fx.rootfs()).unwrap();
+    let tree = fx.ok(&["--arch", "arm", "--variant", "v6"], &fx.oci());
+    assert_tree(&fx, &tree, "v6 file 0644 \"v6\"");
+
     // No matching platform, and an empty index.
     let fx = Fx::new();
     build(&fx);
@@ -2165,6 +2191,20 @@ fn failure_is_atomic() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_tree(&fx, &Tree::scan(&fx.rootfs()), "old file 0644 \"o\"");
+}
+
+#[test]
+fn output_io_error_exits_3() {
+    // ROOTFS under a regular file: the output cannot be created.
+    let fx = Fx::new();
+    let img = fx.single(image([Layer::gz([Entry::file("a", "a")])]));
+    std::fs::write(fx.path().join("plainfile"), "x").unwrap();
+    let rootfs = fx.path().join("plainfile/rootfs");
+    let out = fx.run(&["unpack", &img, rootfs.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("error: "), "{stderr}");
+    assert!(stderr.contains("plainfile"), "{stderr}");
 }
 
 fn inspect_image(fx: &Fx) -> (String, Vec<Layer>) {
