@@ -154,7 +154,7 @@ impl Node {
     }
 
     /// `etc/passwd file 0644 "root:x:0:0"`, `lib symlink 0777 -> usr/lib`, ...
-    /// Owner appears when not 0:0, the link group when the inode is shared,
+    /// Owner appears when not the test's own (0:0 as root), the link group when the inode is shared,
     /// xattr names when there are any.
     pub fn line(&self) -> String {
         let mut s = format!("{} ", self.path);
@@ -186,7 +186,7 @@ impl Node {
             }
             _ => {}
         }
-        if self.uid != 0 || self.gid != 0 {
+        if (self.uid, self.gid) != default_owner() {
             s.push_str(&format!(" {}:{}", self.uid, self.gid));
         }
         if let Some(g) = self.link_group {
@@ -200,12 +200,48 @@ impl Node {
     }
 }
 
+/// The owner files get when an extraction does not chown: the test's own.
+pub fn default_owner() -> (u32, u32) {
+    // SAFETY: no preconditions.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+/// Run `f` with `path` opened up to its owner (mode | `extra`) when a
+/// non-root test cannot otherwise read it (a mode-0000 dir or file from an
+/// image), restoring the mode afterwards.
+fn opened<T>(path: &Path, extra: u32, f: impl Fn() -> std::io::Result<T>) -> std::io::Result<T> {
+    use std::os::unix::fs::PermissionsExt;
+    match f() {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let mode = std::fs::symlink_metadata(path)?.mode() & 0o7777;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | extra))?;
+            let r = f();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            r
+        }
+        r => r,
+    }
+}
+
 fn walk(root: &Path, dir: &Path, out: &mut Vec<Node>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .collect();
+    use std::os::unix::fs::PermissionsExt;
+    let mut entries: Vec<PathBuf> = opened(dir, 0o700, || {
+        std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect()
+    })
+    .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()));
     entries.sort();
+    // Children of a dir without search permission need it for lstat.
+    let dir_mode = std::fs::symlink_metadata(dir).expect("lstat").mode() & 0o7777;
+    let search = entries.first().is_some_and(|p| {
+        std::fs::symlink_metadata(p)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+    });
+    if search {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode | 0o700))
+            .expect("chmod");
+    }
     for p in entries {
         let md = std::fs::symlink_metadata(&p).expect("lstat");
         let ft = md.file_type();
@@ -226,8 +262,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<Node>) {
             Kind::File
         };
         let content = if kind == Kind::File {
-            // Read as root even a mode-0000 file; tests run as root or own the files.
-            Some(std::fs::read(&p).unwrap_or_else(|e| format!("<unreadable: {e}>").into_bytes()))
+            // A mode-0000 file is opened up when not root (the test owns it).
+            Some(
+                opened(&p, 0o400, || std::fs::read(&p))
+                    .unwrap_or_else(|e| format!("<unreadable: {e}>").into_bytes()),
+            )
         } else {
             None
         };
@@ -250,6 +289,10 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<Node>) {
         if kind == Kind::Dir {
             walk(root, &p, out);
         }
+    }
+    if search {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode))
+            .expect("chmod back");
     }
 }
 
