@@ -1588,6 +1588,13 @@ fn case_46_xattrs() {
         "{}",
         tree.node("d").line()
     );
+
+    // --rootless: privileged xattrs are recorded, not applied; the
+    // unprivileged ones are, and the same names are dropped.
+    let fx = Fx::new();
+    let img = fx.single(image([Layer::gz([entry])]));
+    let tree = fx.ok(&["--rootless"], &img);
+    assert_tree(&fx, &tree, "f file 0644 \"f\" xattrs=user.keep");
 }
 
 #[test]
@@ -1829,6 +1836,29 @@ fn case_51_bad_digests() {
             "error does not name {bad}:\n{stderr}"
         );
         eprintln!("{bad}: ok");
+    }
+
+    // Descriptors are checked before any layer blob is opened: layer 0's
+    // blob is a directory, which would fail differently if opened first.
+    for bad in [
+        format!("sha256:{}", hex.to_uppercase()),
+        "sha256:../../../evil".to_string(),
+    ] {
+        let fx = Fx::new();
+        let first = Layer::gz([Entry::file("first", "1")]);
+        let first_digest = digest_of(&first.blob_bytes());
+        let img = fx.single(image([
+            first,
+            good.clone().with_descriptor("digest", json!(bad)),
+        ]));
+        let p = fx.blob_path(&first_digest);
+        std::fs::remove_file(&p).unwrap();
+        std::fs::create_dir(&p).unwrap();
+        let stderr = fx.fail(&[], &img);
+        assert!(
+            stderr.contains(bad.as_str()),
+            "error does not name {bad}:\n{stderr}"
+        );
     }
 
     // The same for the manifest descriptor in index.json.
