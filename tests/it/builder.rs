@@ -629,6 +629,9 @@ pub struct RunConfig {
     pub working_dir: Option<String>,
 }
 
+/// A function that edits a JSON document before it is stored.
+pub type JsonHook = Box<dyn Fn(&mut Value)>;
+
 /// One image: layers, config, platform, and hooks to corrupt the JSON.
 pub struct Image {
     pub layers: Vec<Layer>,
@@ -640,9 +643,9 @@ pub struct Image {
     /// Replaces the config's `rootfs.diff_ids` when set.
     pub diff_ids: Option<Vec<String>>,
     /// Called on the config JSON before it is stored.
-    pub config_hook: Option<Box<dyn Fn(&mut Value)>>,
+    pub config_hook: Option<JsonHook>,
     /// Called on the manifest JSON before it is stored.
-    pub manifest_hook: Option<Box<dyn Fn(&mut Value)>>,
+    pub manifest_hook: Option<JsonHook>,
     /// Fields replaced in the manifest descriptor (as listed in an index).
     pub descriptor_patch: Vec<(String, Value)>,
     /// Annotations on the manifest descriptor (e.g. the tag).

@@ -343,7 +343,8 @@ fn case_02_absolute_names() {
 
 #[test]
 fn case_03_dot_entry_not_dir() {
-    let bad: Vec<(&str, fn(&str) -> Entry)> = vec![
+    type MakeEntry = fn(&str) -> Entry;
+    let bad: Vec<(&str, MakeEntry)> = vec![
         ("symlink .", |h| Entry::symlink(".", h)),
         ("symlink ./", |h| Entry::symlink("./", h)),
         ("file .", |_| Entry::file(".", "x")),
