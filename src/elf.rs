@@ -259,6 +259,8 @@ pub fn scan(root: &Path, diag: &dyn Diagnostics) -> io::Result<ElfScan> {
         .map(|(rel, full)| {
             let info = match read(&full) {
                 Ok(info) => info,
+                // Removed while we walked: nothing to analyse.
+                Err(ElfError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => None,
                 Err(e) => {
                     diag.warning(Warning::new(rel.clone(), format!("skipped: {}", error_chain(&e))));
                     None
