@@ -123,7 +123,7 @@ pub struct Loaded {
     pub name: String,
     #[serde(flatten)]
     pub found: Found,
-    /// In-root paths of the objects that need it, sorted.
+    /// Real in-root paths of the objects that need it, sorted.
     pub needed_by: Vec<String>,
 }
 
@@ -382,26 +382,27 @@ impl Loader {
             by_name.insert(so.clone(), usize::MAX - 1);
         }
 
-        // Queue of (object path, facts, loading chain nearest first).
+        // Queue of (path as found, real path, facts, loading chain nearest
+        // first). `$ORIGIN` uses the path as found; reports use real paths.
         type Chain = Vec<(String, Arc<ElfInfo>)>;
-        let mut queue: VecDeque<(String, Arc<ElfInfo>, Chain)> = VecDeque::new();
-        queue.push_back((exe_path.clone(), info, Vec::new()));
-        while let Some((obj_path, obj, chain)) = queue.pop_front() {
+        let mut queue: VecDeque<(String, String, Arc<ElfInfo>, Chain)> = VecDeque::new();
+        queue.push_back((exe_path.clone(), real.clone(), info, Vec::new()));
+        while let Some((obj_path, obj_real, obj, chain)) = queue.pop_front() {
             for name in &obj.needed {
                 if let Some(&idx) = by_name.get(name) {
                     if let Some(set) = needed_by.get_mut(idx) {
-                        set.insert(obj_path.clone());
+                        set.insert(obj_real.clone());
                     }
                     continue;
                 }
                 let Some(found) = self.find(name, &obj_path, &obj, &chain) else {
-                    missing.entry(name.clone()).or_default().insert(obj_path.clone());
+                    missing.entry(name.clone()).or_default().insert(obj_real.clone());
                     continue;
                 };
                 if let Some(&idx) = by_real.get(&found.real) {
                     by_name.insert(name.clone(), idx);
                     if let Some(set) = needed_by.get_mut(idx) {
-                        set.insert(obj_path.clone());
+                        set.insert(obj_real.clone());
                     }
                     continue;
                 }
@@ -412,11 +413,11 @@ impl Loader {
                     by_name.entry(so.clone()).or_insert(idx);
                 }
                 by_real.insert(found.real.clone(), idx);
-                needed_by.push(BTreeSet::from([obj_path.clone()]));
+                needed_by.push(BTreeSet::from([obj_real.clone()]));
                 libs.push(Loaded { name: name.clone(), found: found.clone(), needed_by: Vec::new() });
                 let mut next_chain = vec![(obj_path.clone(), obj.clone())];
                 next_chain.extend(chain.iter().cloned());
-                queue.push_back((found.path.clone(), lib_info, next_chain));
+                queue.push_back((found.path.clone(), found.real.clone(), lib_info, next_chain));
             }
         }
         for (lib, set) in libs.iter_mut().zip(needed_by) {

@@ -1,0 +1,6 @@
+//! The integration-test binary.
+
+mod debian;
+mod elf;
+mod elfstub;
+mod platform;
