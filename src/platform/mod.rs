@@ -132,7 +132,7 @@ impl Platform {
     }
 
     pub fn is_builtin(&self) -> bool {
-        self.libs_path.is_none() && self.sources.first().is_some_and(|p| p.starts_with("builtin:"))
+        self.libs_path.is_none() && self.sources.first().is_some_and(|p| p.to_string_lossy().starts_with("builtin:"))
     }
 }
 
