@@ -33,8 +33,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::diag::{Diagnostics, Warning};
+use crate::diag::Diagnostics;
 use crate::elf::{self, Class, ElfInfo, ElfScan};
+
+mod conf;
+use conf::read_conf;
 
 /// Symlinks followed while resolving one path before giving up (as the kernel).
 const MAX_SYMLINKS: usize = 40;
@@ -97,7 +100,11 @@ fn host_path(root: &Path, comps: &[String]) -> PathBuf {
 
 /// Joins an in-root directory and a file name.
 fn join(dir: &str, name: &str) -> String {
-    if dir.ends_with('/') { format!("{dir}{name}") } else { format!("{dir}/{name}") }
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
 }
 
 fn parent(path: &str) -> &str {
@@ -184,13 +191,18 @@ impl Loader {
         read_conf(root, "/etc/ld.so.conf", 0, &mut conf_dirs, diag);
         let mut seen = BTreeSet::new();
         conf_dirs.retain(|d| seen.insert(d.clone()));
-        Loader { root: root.to_path_buf(), conf_dirs, cache: HashMap::new() }
+        Loader {
+            root: root.to_path_buf(),
+            conf_dirs,
+            cache: HashMap::new(),
+        }
     }
 
     /// Seeds the cache from a scan of the same rootfs, so no file is read twice.
     pub fn with_scan(mut self, scan: &ElfScan) -> Loader {
         for (path, info) in &scan.files {
-            self.cache.insert(path.clone(), Some(Arc::new(info.clone())));
+            self.cache
+                .insert(path.clone(), Some(Arc::new(info.clone())));
         }
         self
     }
@@ -255,8 +267,14 @@ impl Loader {
             .filter(|s| !s.is_empty())
             .map(|s| {
                 let mut out = s.to_owned();
-                for (token, value) in [("ORIGIN", origin), ("LIB", lib.as_str()), ("PLATFORM", platform)] {
-                    out = out.replace(&format!("${{{token}}}"), value).replace(&format!("${token}"), value);
+                for (token, value) in [
+                    ("ORIGIN", origin),
+                    ("LIB", lib.as_str()),
+                    ("PLATFORM", platform),
+                ] {
+                    out = out
+                        .replace(&format!("${{{token}}}"), value)
+                        .replace(&format!("${token}"), value);
                 }
                 out
             })
@@ -269,7 +287,11 @@ impl Loader {
                 return format!("lib/{t}");
             }
         }
-        if obj.class == Class::Elf64 { "lib64".into() } else { "lib".into() }
+        if obj.class == Class::Elf64 {
+            "lib64".into()
+        } else {
+            "lib".into()
+        }
     }
 
     /// Finds `name` for `requester` (found at in-root `requester_path`),
@@ -317,12 +339,18 @@ impl Loader {
 
     fn accept(&mut self, path: &str, requester: &ElfInfo) -> Option<Found> {
         let (real, info) = self.info(path)?;
-        requester.compatible_with(&info).then(|| Found { path: path.to_owned(), real })
+        requester.compatible_with(&info).then(|| Found {
+            path: path.to_owned(),
+            real,
+        })
     }
 
     /// Resolves each `DT_NEEDED` of the object at `path` on its own (no
     /// loading chain), in file order.
-    pub fn resolve_needed(&mut self, path: &str) -> Result<Vec<(String, Option<Found>)>, LdsoError> {
+    pub fn resolve_needed(
+        &mut self,
+        path: &str,
+    ) -> Result<Vec<(String, Option<Found>)>, LdsoError> {
         let (_, info) = self.object(path)?;
         let origin_path = path.to_owned();
         Ok(info
@@ -343,8 +371,13 @@ impl Loader {
         }
         let host = host_path(&self.root, &components(&real).collect::<Vec<_>>());
         match elf::read(&host) {
-            Err(source) => Err(LdsoError::Elf { path: path.to_owned(), source }),
-            Ok(_) => Err(LdsoError::NotElf { path: path.to_owned() }),
+            Err(source) => Err(LdsoError::Elf {
+                path: path.to_owned(),
+                source,
+            }),
+            Ok(_) => Err(LdsoError::NotElf {
+                path: path.to_owned(),
+            }),
         }
     }
 
@@ -355,7 +388,11 @@ impl Loader {
         let (real, info) = self.object(path)?;
         let interpreter = info.interpreter.clone();
         // The executable's $ORIGIN is its resolved location.
-        let exe_path = if info.is_executable() { real.clone() } else { path.to_owned() };
+        let exe_path = if info.is_executable() {
+            real.clone()
+        } else {
+            path.to_owned()
+        };
         let mut by_name: HashMap<String, usize> = HashMap::new();
         let mut by_real: HashMap<String, usize> = HashMap::new();
         let mut libs: Vec<Loaded> = Vec::new();
@@ -396,7 +433,10 @@ impl Loader {
                     continue;
                 }
                 let Some(found) = self.find(name, &obj_path, &obj, &chain) else {
-                    missing.entry(name.clone()).or_default().insert(obj_real.clone());
+                    missing
+                        .entry(name.clone())
+                        .or_default()
+                        .insert(obj_real.clone());
                     continue;
                 };
                 if let Some(&idx) = by_real.get(&found.real) {
@@ -407,14 +447,20 @@ impl Loader {
                     continue;
                 }
                 let idx = libs.len();
-                let Some((_, lib_info)) = self.info(&found.real) else { continue };
+                let Some((_, lib_info)) = self.info(&found.real) else {
+                    continue;
+                };
                 by_name.insert(name.clone(), idx);
                 if let Some(so) = &lib_info.soname {
                     by_name.entry(so.clone()).or_insert(idx);
                 }
                 by_real.insert(found.real.clone(), idx);
                 needed_by.push(BTreeSet::from([obj_real.clone()]));
-                libs.push(Loaded { name: name.clone(), found: found.clone(), needed_by: Vec::new() });
+                libs.push(Loaded {
+                    name: name.clone(),
+                    found: found.clone(),
+                    needed_by: Vec::new(),
+                });
                 let mut next_chain = vec![(obj_path.clone(), obj.clone())];
                 next_chain.extend(chain.iter().cloned());
                 queue.push_back((found.path.clone(), found.real.clone(), lib_info, next_chain));
@@ -430,7 +476,10 @@ impl Loader {
             libs,
             missing: missing
                 .into_iter()
-                .map(|(name, by)| Missing { name, needed_by: by.into_iter().collect() })
+                .map(|(name, by)| Missing {
+                    name,
+                    needed_by: by.into_iter().collect(),
+                })
                 .collect(),
         })
     }
@@ -468,84 +517,6 @@ fn platform_token(obj: &ElfInfo) -> &'static str {
     }
 }
 
-/// Reads one ld.so.conf file (in-root path), appending directories.
-fn read_conf(root: &Path, file: &str, depth: usize, out: &mut Vec<String>, diag: &dyn Diagnostics) {
-    if depth > MAX_CONF_DEPTH {
-        diag.warning(Warning::new(file, "ld.so.conf includes nested too deep; the rest is ignored"));
-        return;
-    }
-    let Ok(real) = resolve_in_root(root, file) else { return };
-    let Ok(text) = std::fs::read_to_string(host_path(root, &components(&real).collect::<Vec<_>>())) else {
-        return;
-    };
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() || line.starts_with("hwcap ") {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("include").filter(|r| r.starts_with([' ', '\t'])) {
-            for pattern in rest.split_whitespace() {
-                let pattern =
-                    if pattern.starts_with('/') { pattern.to_owned() } else { join(parent(file), pattern) };
-                for inc in glob_in_root(root, &pattern, diag) {
-                    read_conf(root, &inc, depth + 1, out, diag);
-                }
-            }
-            continue;
-        }
-        for dir in line.split([' ', '\t', ':', ',']).filter(|d| !d.is_empty()) {
-            // libc5-era `dir=TYPE` entries: the type is irrelevant here.
-            let dir = dir.split('=').next().unwrap_or(dir).trim_end_matches('/');
-            if dir.starts_with('/') {
-                out.push(if dir.is_empty() { "/".into() } else { dir.to_owned() });
-            }
-        }
-    }
-}
-
-/// Expands a glob of in-root paths (`/etc/ld.so.conf.d/*.conf`), sorted per
-/// directory level as glob(3) does.
-fn glob_in_root(root: &Path, pattern: &str, diag: &dyn Diagnostics) -> Vec<String> {
-    let mut current = vec![String::from("/")];
-    for comp in components(pattern) {
-        let mut next = Vec::new();
-        let is_glob = comp.contains(['*', '?', '[']);
-        let matcher = if is_glob {
-            match globset::GlobBuilder::new(&comp).literal_separator(true).build() {
-                Ok(g) => Some(g.compile_matcher()),
-                Err(e) => {
-                    diag.warning(Warning::new(pattern, format!("bad include pattern in ld.so.conf: {e}")));
-                    return Vec::new();
-                }
-            }
-        } else {
-            None
-        };
-        for base in &current {
-            match &matcher {
-                None => next.push(join(base, &comp)),
-                Some(m) => {
-                    let Ok(dir) = resolve_in_root(root, base) else { continue };
-                    let Ok(rd) = std::fs::read_dir(host_path(root, &components(&dir).collect::<Vec<_>>()))
-                    else {
-                        continue;
-                    };
-                    let mut names: Vec<String> = rd
-                        .filter_map(Result::ok)
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .filter(|n| !n.starts_with('.') && m.is_match(n))
-                        .collect();
-                    names.sort();
-                    next.extend(names.iter().map(|n| join(base, n)));
-                }
-            }
-        }
-        current = next;
-    }
-    current.retain(|p| resolve_in_root(root, p).is_ok());
-    current
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,10 +533,22 @@ mod tests {
         symlink("../../../../../usr/lib/libc.so.6", r.join("usr/lib/up")).expect("symlink");
         symlink("loop2", r.join("loop1")).expect("symlink");
         symlink("loop1", r.join("loop2")).expect("symlink");
-        assert_eq!(resolve_in_root(r, "/lib/libc.so.6").expect("ok"), "/usr/lib/libc.so.6");
-        assert_eq!(resolve_in_root(r, "/lib/abs").expect("ok"), "/usr/lib/libc.so.6");
-        assert_eq!(resolve_in_root(r, "/lib/up").expect("ok"), "/usr/lib/libc.so.6");
-        assert_eq!(resolve_in_root(r, "/../../lib/./libc.so.6").expect("ok"), "/usr/lib/libc.so.6");
+        assert_eq!(
+            resolve_in_root(r, "/lib/libc.so.6").expect("ok"),
+            "/usr/lib/libc.so.6"
+        );
+        assert_eq!(
+            resolve_in_root(r, "/lib/abs").expect("ok"),
+            "/usr/lib/libc.so.6"
+        );
+        assert_eq!(
+            resolve_in_root(r, "/lib/up").expect("ok"),
+            "/usr/lib/libc.so.6"
+        );
+        assert_eq!(
+            resolve_in_root(r, "/../../lib/./libc.so.6").expect("ok"),
+            "/usr/lib/libc.so.6"
+        );
         assert_eq!(resolve_in_root(r, "/").expect("ok"), "/");
         assert!(resolve_in_root(r, "/lib/missing").is_err());
         assert!(resolve_in_root(r, "/loop1").is_err());
@@ -576,14 +559,23 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let r = dir.path();
         std::fs::create_dir_all(r.join("etc/ld.so.conf.d")).expect("mkdir");
-        std::fs::write(r.join("etc/ld.so.conf"), "# comment\n/opt/first\ninclude /etc/ld.so.conf.d/*.conf\n")
-            .expect("write");
+        std::fs::write(
+            r.join("etc/ld.so.conf"),
+            "# comment\n/opt/first\ninclude /etc/ld.so.conf.d/*.conf\n",
+        )
+        .expect("write");
         std::fs::write(r.join("etc/ld.so.conf.d/b.conf"), "/opt/b1:/opt/b2\n").expect("write");
-        std::fs::write(r.join("etc/ld.so.conf.d/a.conf"), "/opt/a # trailing comment\ninclude sub.inc\n")
-            .expect("write");
+        std::fs::write(
+            r.join("etc/ld.so.conf.d/a.conf"),
+            "/opt/a # trailing comment\ninclude sub.inc\n",
+        )
+        .expect("write");
         std::fs::write(r.join("etc/ld.so.conf.d/sub.inc"), "/opt/sub=ELF\n").expect("write");
         std::fs::write(r.join("etc/ld.so.conf.d/skip.txt"), "/opt/never\n").expect("write");
         let loader = Loader::new(r, &crate::diag::Silent);
-        assert_eq!(loader.conf_dirs(), ["/opt/first", "/opt/a", "/opt/sub", "/opt/b1", "/opt/b2"]);
+        assert_eq!(
+            loader.conf_dirs(),
+            ["/opt/first", "/opt/a", "/opt/sub", "/opt/b1", "/opt/b2"]
+        );
     }
 }

@@ -37,10 +37,14 @@ impl Size {
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(u64, &str); 4] =
-            [(1 << 40, "T"), (1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")];
+        const UNITS: [(u64, &str); 4] = [
+            (1 << 40, "T"),
+            (1 << 30, "G"),
+            (1 << 20, "M"),
+            (1 << 10, "K"),
+        ];
         for (mult, unit) in UNITS {
-            if self.0 >= mult && self.0 % mult == 0 {
+            if self.0 >= mult && self.0.is_multiple_of(mult) {
                 return write!(f, "{}{unit}", self.0 / mult);
             }
         }
@@ -67,9 +71,11 @@ impl<'de> serde::Deserialize<'de> for Size {
                 Ok(Size(v))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Size, E> {
-                u64::try_from(v)
-                    .map(Size)
-                    .map_err(|_| E::custom(format!("invalid size {v}: sizes cannot be negative; expected {ALLOWED_FORM}")))
+                u64::try_from(v).map(Size).map_err(|_| {
+                    E::custom(format!(
+                        "invalid size {v}: sizes cannot be negative; expected {ALLOWED_FORM}"
+                    ))
+                })
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Size, E> {
                 parse(v).map(Size).map_err(E::custom)
@@ -81,7 +87,10 @@ impl<'de> serde::Deserialize<'de> for Size {
 
 /// Parses a size string into bytes (see the module documentation for the form).
 pub fn parse(input: &str) -> Result<u64, SizeError> {
-    let err = |reason| SizeError { input: input.to_owned(), reason };
+    let err = |reason| SizeError {
+        input: input.to_owned(),
+        reason,
+    };
     let s = input.trim();
     if s.is_empty() {
         return Err(err("it is empty"));
@@ -89,7 +98,9 @@ pub fn parse(input: &str) -> Result<u64, SizeError> {
     if s.starts_with('-') {
         return Err(err("sizes cannot be negative"));
     }
-    let num_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let num_end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (number, unit) = s.split_at(num_end);
     let unit = unit.trim_start();
     let mult: u64 = match unit.to_ascii_lowercase().as_str() {
@@ -122,7 +133,9 @@ pub fn parse(input: &str) -> Result<u64, SizeError> {
         let num: u128 = digits.parse().map_err(|_| err("bad decimal part"))?;
         let den = 10u128.pow(digits.len() as u32);
         let frac = (num * u128::from(mult)) / den;
-        bytes = bytes.checked_add(frac as u64).ok_or_else(|| err("size too large"))?;
+        bytes = bytes
+            .checked_add(frac as u64)
+            .ok_or_else(|| err("size too large"))?;
     }
     Ok(bytes)
 }
@@ -148,13 +161,24 @@ mod tests {
 
     #[test]
     fn errors_name_the_allowed_form() {
-        for bad in ["-5M", "10ZB", "", "M", "1.2.3M", "99999999999999999999", "20000000T"] {
+        for bad in [
+            "-5M",
+            "10ZB",
+            "",
+            "M",
+            "1.2.3M",
+            "99999999999999999999",
+            "20000000T",
+        ] {
             let e = parse(bad).expect_err(bad);
             let msg = e.to_string();
             assert!(msg.contains(&format!("{bad:?}")), "{msg}");
             assert!(msg.contains("K, M, G or T"), "{msg}");
         }
-        assert_eq!(parse("-5M").map_err(|e| e.reason), Err("sizes cannot be negative"));
+        assert_eq!(
+            parse("-5M").map_err(|e| e.reason),
+            Err("sizes cannot be negative")
+        );
         assert_eq!(parse("10ZB").map_err(|e| e.reason), Err("unknown unit"));
     }
 

@@ -44,7 +44,9 @@ pub fn run(args: &DepsArgs, diag: &dyn Diagnostics) -> Result<(), Failure> {
 
 fn one(root: &Path, path: &str, json: bool, diag: &dyn Diagnostics) -> Result<(), Failure> {
     let mut loader = Loader::new(root, diag);
-    let closure = loader.closure(path).map_err(|e| Failure::BadInput(anyhow::Error::new(e)))?;
+    let closure = loader
+        .closure(path)
+        .map_err(|e| Failure::BadInput(anyhow::Error::new(e)))?;
     if json {
         return print_out(&pretty(&closure));
     }
@@ -58,7 +60,11 @@ fn ldd_text(c: &Closure) -> String {
         out.push_str(&format!("\t{} => {}\n", lib.name, lib.found.path));
     }
     for m in &c.missing {
-        out.push_str(&format!("\t{} => not found (needed by {})\n", m.name, m.needed_by.join(", ")));
+        out.push_str(&format!(
+            "\t{} => not found (needed by {})\n",
+            m.name,
+            m.needed_by.join(", ")
+        ));
     }
     match (&c.interpreter, &c.interpreter_found) {
         (Some(_), Some(found)) => out.push_str(&format!("\t{}\n", found.path)),
@@ -79,7 +85,9 @@ fn all(root: &Path, json: bool, diag: &dyn Diagnostics) -> Result<(), Failure> {
         if info.needed.is_empty() {
             continue;
         }
-        let resolved = loader.resolve_needed(path).map_err(|e| Failure::Processing(anyhow::Error::new(e)))?;
+        let resolved = loader
+            .resolve_needed(path)
+            .map_err(|e| Failure::Processing(anyhow::Error::new(e)))?;
         let mut needed = Vec::new();
         for (name, found) in resolved {
             if found.is_none() {
@@ -87,12 +95,19 @@ fn all(root: &Path, json: bool, diag: &dyn Diagnostics) -> Result<(), Failure> {
             }
             needed.push(json!({ "name": name, "path": found.map(|f| f.path) }));
         }
-        files.insert(path.clone(), json!({ "arch": info.arch_name(), "needed": needed }));
+        files.insert(
+            path.clone(),
+            json!({ "arch": info.arch_name(), "needed": needed }),
+        );
     }
     if json {
         return print_out(&pretty(&json!({ "files": files, "missing": missing })));
     }
-    let mut text = format!("{} ELF files with dependencies, {} unresolved\n", files.len(), missing.len());
+    let mut text = format!(
+        "{} ELF files with dependencies, {} unresolved\n",
+        files.len(),
+        missing.len()
+    );
     for m in &missing {
         text.push_str(m);
         text.push('\n');

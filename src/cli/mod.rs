@@ -12,8 +12,12 @@ use bundlegen::diag::{Diagnostics, Warning};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "bundlegen", version, about = "Turn OCI images into device-specific OCI runtime bundles",
-          after_help = "Exit codes: 0 success, 1 bad input or configuration, 3 processing failed.")]
+#[command(
+    name = "bundlegen",
+    version,
+    about = "Turn OCI images into device-specific OCI runtime bundles",
+    after_help = "Exit codes: 0 success, 1 bad input or configuration, 3 processing failed."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

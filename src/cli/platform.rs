@@ -61,7 +61,11 @@ pub struct SearchArgs {
 
 impl SearchArgs {
     fn options(&self) -> LoadOptions {
-        LoadOptions { search_paths: self.searchpath.clone(), ..LoadOptions::default() }.with_env_search_paths()
+        LoadOptions {
+            search_paths: self.searchpath.clone(),
+            ..LoadOptions::default()
+        }
+        .with_env_search_paths()
     }
 }
 
@@ -96,8 +100,17 @@ fn bad(e: PlatformError) -> Failure {
 pub fn run(args: &PlatformArgs, diag: &dyn Diagnostics) -> Result<(), Failure> {
     match &args.command {
         PlatformCommand::List { search, json } => list(&search.options(), *json),
-        PlatformCommand::Show { name, search, overlays, strict } => {
-            let opts = LoadOptions { overlays: overlays.clone(), strict: *strict, ..search.options() };
+        PlatformCommand::Show {
+            name,
+            search,
+            overlays,
+            strict,
+        } => {
+            let opts = LoadOptions {
+                overlays: overlays.clone(),
+                strict: *strict,
+                ..search.options()
+            };
             let p = platform::load(name, &opts, diag).map_err(bad)?;
             print_out(&pretty(&p.raw))
         }
@@ -122,7 +135,9 @@ fn list(opts: &LoadOptions, json: bool) -> Result<(), Failure> {
 fn validate(files: &[PathBuf], strict: bool, diag: &dyn Diagnostics) -> Result<(), Failure> {
     let mut failed = 0;
     for f in files {
-        let is_libs = f.file_name().is_some_and(|n| n.to_string_lossy().ends_with("_libs.json"));
+        let is_libs = f
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().ends_with("_libs.json"));
         let result = if is_libs {
             LibsInventory::load(f).map(|_| ())
         } else {
@@ -137,7 +152,10 @@ fn validate(files: &[PathBuf], strict: bool, diag: &dyn Diagnostics) -> Result<(
         }
     }
     if failed > 0 {
-        return Err(Failure::BadInput(anyhow::anyhow!("{failed} of {} files are invalid", files.len())));
+        return Err(Failure::BadInput(anyhow::anyhow!(
+            "{failed} of {} files are invalid",
+            files.len()
+        )));
     }
     Ok(())
 }
@@ -145,14 +163,16 @@ fn validate(files: &[PathBuf], strict: bool, diag: &dyn Diagnostics) -> Result<(
 fn init(a: &InitArgs, diag: &dyn Diagnostics) -> Result<(), Failure> {
     let from = match &a.from {
         None => None,
-        Some(name) => match platform::locate(name, &a.search.options().search_paths).map_err(bad)? {
-            Location::File(p) => Some(p),
-            Location::Builtin(n) => {
-                return Err(Failure::BadInput(anyhow::anyhow!(
-                    "--from {n}: built-in platforms cannot be used as a base\nhelp: pass a template file"
-                )));
+        Some(name) => {
+            match platform::locate(name, &a.search.options().search_paths).map_err(bad)? {
+                Location::File(p) => Some(p),
+                Location::Builtin(n) => {
+                    return Err(Failure::BadInput(anyhow::anyhow!(
+                        "--from {n}: built-in platforms cannot be used as a base\nhelp: pass a template file"
+                    )));
+                }
             }
-        },
+        }
     };
     let opts = InitOptions {
         rootfs: a.rootfs.clone(),
@@ -166,7 +186,12 @@ fn init(a: &InitArgs, diag: &dyn Diagnostics) -> Result<(), Failure> {
     let libs_path = a.output.join(format!("{}_libs.json", a.name));
     write_atomic(&json_path, &pretty(&template)).map_err(Failure::Processing)?;
     write_atomic(&libs_path, &libs.to_json()).map_err(Failure::Processing)?;
-    eprintln!("wrote {} and {} ({} libraries)", json_path.display(), libs_path.display(), libs.libs.len());
+    eprintln!(
+        "wrote {} and {} ({} libraries)",
+        json_path.display(),
+        libs_path.display(),
+        libs.libs.len()
+    );
     Ok(())
 }
 
@@ -186,16 +211,24 @@ pub(crate) fn print_out(text: &str) -> Result<(), Failure> {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Failure::Processing(anyhow::Error::new(e).context("cannot write to stdout"))),
+        Err(e) => Err(Failure::Processing(
+            anyhow::Error::new(e).context("cannot write to stdout"),
+        )),
     }
 }
 
 /// Writes beside the destination, then renames over it.
 fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

@@ -43,11 +43,16 @@ impl IdRange {
 
 impl fmt::Display for IdRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.first == self.last { write!(f, "{}", self.first) } else { write!(f, "{}-{}", self.first, self.last) }
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
     }
 }
 
-const RANGE_FORM: &str = "an id (\"30000\" or 30000) or an inclusive range \"FIRST-LAST\" (\"30000-30099\")";
+const RANGE_FORM: &str =
+    "an id (\"30000\" or 30000) or an inclusive range \"FIRST-LAST\" (\"30000-30099\")";
 
 impl std::str::FromStr for IdRange {
     type Err = String;
@@ -57,7 +62,9 @@ impl std::str::FromStr for IdRange {
         let first: u32 = a.trim().parse().map_err(|_| bad())?;
         let last: u32 = b.trim().parse().map_err(|_| bad())?;
         if last < first {
-            return Err(format!("invalid id range {s:?}: the last id is below the first; expected {RANGE_FORM}"));
+            return Err(format!(
+                "invalid id range {s:?}: the last id is below the first; expected {RANGE_FORM}"
+            ));
         }
         Ok(IdRange { first, last })
     }
@@ -72,8 +79,12 @@ impl<'de> Deserialize<'de> for IdRange {
                 f.write_str(RANGE_FORM)
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<IdRange, E> {
-                let id = u32::try_from(v).map_err(|_| E::custom(format!("id {v} does not fit in 32 bits")))?;
-                Ok(IdRange { first: id, last: id })
+                let id = u32::try_from(v)
+                    .map_err(|_| E::custom(format!("id {v} does not fit in 32 bits")))?;
+                Ok(IdRange {
+                    first: id,
+                    last: id,
+                })
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<IdRange, E> {
                 v.parse().map_err(E::custom)
@@ -134,7 +145,11 @@ impl AppRange {
         taken_uids: &BTreeSet<u32>,
         taken_gids: &BTreeSet<u32>,
     ) -> Result<AppIds, RangeFull> {
-        let full = |which, range: IdRange| RangeFull { which, range, count: range.len() };
+        let full = |which, range: IdRange| RangeFull {
+            which,
+            range,
+            count: range.len(),
+        };
         let uid = allocate(app_id, self.uids, taken_uids).ok_or_else(|| full("uids", self.uids))?;
         let gid = if self.gids.len() == 1 {
             self.gids.first
@@ -177,20 +192,39 @@ mod tests {
 
     #[test]
     fn shared_group_and_full_range() {
-        let ar = AppRange { uids: range("5-5"), gids: range("700") };
-        let ids = ar.ids_for("x", &BTreeSet::new(), &BTreeSet::new()).expect("free");
+        let ar = AppRange {
+            uids: range("5-5"),
+            gids: range("700"),
+        };
+        let ids = ar
+            .ids_for("x", &BTreeSet::new(), &BTreeSet::new())
+            .expect("free");
         assert_eq!(ids, AppIds { uid: 5, gid: 700 });
-        let err = ar.ids_for("y", &BTreeSet::from([5]), &BTreeSet::new()).expect_err("full");
+        let err = ar
+            .ids_for("y", &BTreeSet::from([5]), &BTreeSet::new())
+            .expect_err("full");
         assert!(err.to_string().contains("appRange.uids"), "{err}");
     }
 
     #[test]
     fn ranges_parse_and_reject_bad_forms() {
-        assert_eq!(range("10-20"), IdRange { first: 10, last: 20 });
+        assert_eq!(
+            range("10-20"),
+            IdRange {
+                first: 10,
+                last: 20
+            }
+        );
         assert_eq!(range("7"), IdRange { first: 7, last: 7 });
         assert!("20-10".parse::<IdRange>().is_err());
         assert!("a-b".parse::<IdRange>().is_err());
         let r: IdRange = serde_json::from_str("42").expect("int");
-        assert_eq!(r, IdRange { first: 42, last: 42 });
+        assert_eq!(
+            r,
+            IdRange {
+                first: 42,
+                last: 42
+            }
+        );
     }
 }

@@ -37,20 +37,31 @@ pub struct InitOptions {
 }
 
 /// Builds the template JSON and the inventory for a rootfs.
-pub fn init(opts: &InitOptions, diag: &dyn Diagnostics) -> Result<(Value, LibsInventory), PlatformError> {
+pub fn init(
+    opts: &InitOptions,
+    diag: &dyn Diagnostics,
+) -> Result<(Value, LibsInventory), PlatformError> {
     let root = &opts.rootfs;
     if !root.is_dir() {
         let source = std::io::Error::from(std::io::ErrorKind::NotFound);
-        return Err(PlatformError::Read { path: root.clone(), source });
+        return Err(PlatformError::Read {
+            path: root.clone(),
+            source,
+        });
     }
-    let scan = elf::scan(root, diag).map_err(|source| PlatformError::Read { path: root.clone(), source })?;
-    let mut loader = Loader::new(root, diag).with_scan(&scan);
-    let (ref_path, reference) = reference_object(&mut loader, &scan).ok_or_else(|| PlatformError::Init {
+    let scan = elf::scan(root, diag).map_err(|source| PlatformError::Read {
         path: root.clone(),
-        message: "cannot tell the architecture: no /bin/sh, dynamic loader or shared library found; \
-                  pass the rootfs of the device image"
-            .into(),
+        source,
     })?;
+    let mut loader = Loader::new(root, diag).with_scan(&scan);
+    let (ref_path, reference) =
+        reference_object(&mut loader, &scan).ok_or_else(|| PlatformError::Init {
+            path: root.clone(),
+            message:
+                "cannot tell the architecture: no /bin/sh, dynamic loader or shared library found; \
+                  pass the rootfs of the device image"
+                    .into(),
+        })?;
 
     let platform = template(opts, root, &reference, &ref_path, diag)?;
     let mut libs = inventory(&mut loader, &scan, &reference);
@@ -89,7 +100,8 @@ fn reference_object(loader: &mut Loader, scan: &elf::ElfScan) -> Option<(String,
         .iter()
         .find(|(p, i)| {
             let file = p.rsplit('/').next().unwrap_or("");
-            i.kind == Kind::SharedLib && (file.starts_with("ld-linux") || file.starts_with("ld-musl"))
+            i.kind == Kind::SharedLib
+                && (file.starts_with("ld-linux") || file.starts_with("ld-musl"))
         })
         .map(|(p, i)| (p.clone(), Arc::new(i.clone())))
 }
@@ -109,8 +121,10 @@ fn template(
     };
     let mut platform = match &opts.from {
         Some(from) => {
-            let text = std::fs::read_to_string(from)
-                .map_err(|source| PlatformError::Read { path: from.clone(), source })?;
+            let text = std::fs::read_to_string(from).map_err(|source| PlatformError::Read {
+                path: from.clone(),
+                source,
+            })?;
             let v = parse::parse_json(from, &text)?;
             parse::check_fragment(from, &v, false, diag)?;
             v
@@ -123,7 +137,10 @@ fn template(
         if elf::oci_arch(from_arch) != arch {
             diag.warning(Warning::new(
                 ref_path,
-                format!("the rootfs is {arch} ({}), --from said {from_arch:?}: using {arch}", reference.arch_name()),
+                format!(
+                    "the rootfs is {arch} ({}), --from said {from_arch:?}: using {arch}",
+                    reference.arch_name()
+                ),
             ));
         } else if let Some(v) = from_variant {
             arch_obj["variant"] = json!(v);
@@ -134,7 +151,10 @@ fn template(
     {
         arch_obj["variant"] = json!(v);
     }
-    parse::merge_patch(&mut platform, &json!({ "platformName": opts.name, "os": "linux", "arch": arch_obj }));
+    parse::merge_patch(
+        &mut platform,
+        &json!({ "platformName": opts.name, "os": "linux", "arch": arch_obj }),
+    );
     Ok(platform)
 }
 
@@ -190,15 +210,25 @@ fn inventory(loader: &mut Loader, scan: &elf::ElfScan, reference: &ElfInfo) -> L
     }
     // Nested directories (`/usr/lib` and `/usr/lib/x86_64-linux-gnu`) would
     // list files twice: a BTreeSet of paths keeps one of each.
-    let under = |p: &str| dirs.iter().any(|d| d == "/" || p.starts_with(&format!("{d}/")));
-    let candidates: BTreeSet<&String> = scan.files.keys().chain(scan.symlinks.keys()).filter(|p| under(p)).collect();
+    let under = |p: &str| {
+        dirs.iter()
+            .any(|d| d == "/" || p.starts_with(&format!("{d}/")))
+    };
+    let candidates: BTreeSet<&String> = scan
+        .files
+        .keys()
+        .chain(scan.symlinks.keys())
+        .filter(|p| under(p))
+        .collect();
     let mut libs: BTreeMap<String, LibEntry> = BTreeMap::new();
     for path in candidates {
         let file = path.rsplit('/').next().unwrap_or("");
         if !file.contains(".so") {
             continue;
         }
-        let Some((_, info)) = loader.info(path) else { continue };
+        let Some((_, info)) = loader.info(path) else {
+            continue;
+        };
         if info.kind != Kind::SharedLib || !reference.compatible_with(&info) {
             continue;
         }
@@ -211,16 +241,21 @@ fn inventory(loader: &mut Loader, scan: &elf::ElfScan, reference: &ElfInfo) -> L
             }
         }
         let name = canonical_dir(&root, path);
-        libs.insert(name.clone(), LibEntry {
-            apiversions: info.version_defs.clone(),
-            deps,
-            name,
-            package: None,
-            version: None,
-            unresolved,
-        });
+        libs.insert(
+            name.clone(),
+            LibEntry {
+                apiversions: info.version_defs.clone(),
+                deps,
+                name,
+                package: None,
+                version: None,
+                unresolved,
+            },
+        );
     }
-    LibsInventory { libs: libs.into_values().collect() }
+    LibsInventory {
+        libs: libs.into_values().collect(),
+    }
 }
 
 /// Package facts from a Yocto build.
@@ -240,8 +275,10 @@ impl Packages {
     fn load(manifest: Option<&Path>, pkgdata: Option<&Path>) -> Result<Packages, PlatformError> {
         let mut p = Packages::default();
         if let Some(m) = manifest {
-            let text =
-                std::fs::read_to_string(m).map_err(|source| PlatformError::Read { path: m.to_owned(), source })?;
+            let text = std::fs::read_to_string(m).map_err(|source| PlatformError::Read {
+                path: m.to_owned(),
+                source,
+            })?;
             for (i, line) in text.lines().enumerate() {
                 let f: Vec<&str> = line.split_whitespace().collect();
                 match f.as_slice() {
@@ -268,7 +305,8 @@ impl Packages {
 
     fn load_shlibs(&mut self, dir: &Path) -> Result<(), PlatformError> {
         for (pkg, path) in sorted_files(dir, ".list")? {
-            let text = std::fs::read_to_string(&path).map_err(|source| PlatformError::Read { path, source })?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|source| PlatformError::Read { path, source })?;
             for line in text.lines() {
                 let mut f = line.splitn(3, ':');
                 if let (Some(soname), Some(libdir), Some(ver)) = (f.next(), f.next(), f.next()) {
@@ -282,10 +320,14 @@ impl Packages {
 
     fn load_runtime(&mut self, dir: &Path) -> Result<(), PlatformError> {
         for (pkg, path) in sorted_files(dir, "")? {
-            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
             for line in text.lines() {
                 // `FILES_INFO:<pkg>: {json}` (older releases: `FILES_INFO_<pkg>:`).
-                let Some((key, value)) = line.split_once(": ") else { continue };
+                let Some((key, value)) = line.split_once(": ") else {
+                    continue;
+                };
                 if key.starts_with("FILES_INFO") {
                     if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(value) {
                         for file in map.keys() {
@@ -293,7 +335,8 @@ impl Packages {
                         }
                     }
                 } else if key == format!("PKGV:{pkg}") || key == format!("PKGV_{pkg}") {
-                    self.runtime_versions.insert(pkg.clone(), value.trim().to_owned());
+                    self.runtime_versions
+                        .insert(pkg.clone(), value.trim().to_owned());
                 }
             }
         }
@@ -302,7 +345,11 @@ impl Packages {
 
     fn lookup(&self, path: &str, soname: Option<&str>) -> Option<(String, Option<String>)> {
         let version = |pkg: &str, fallback: Option<&String>| {
-            self.manifest.get(pkg).or(fallback).or_else(|| self.runtime_versions.get(pkg)).cloned()
+            self.manifest
+                .get(pkg)
+                .or(fallback)
+                .or_else(|| self.runtime_versions.get(pkg))
+                .cloned()
         };
         if let Some(pkg) = self.files.get(path) {
             return Some((pkg.clone(), version(pkg, None)));
@@ -323,7 +370,12 @@ fn sorted_files(dir: &Path, suffix: &str) -> Result<Vec<(String, PathBuf)>, Plat
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(PlatformError::Read { path: dir.to_owned(), source }),
+        Err(source) => {
+            return Err(PlatformError::Read {
+                path: dir.to_owned(),
+                source,
+            });
+        }
     };
     let mut out: Vec<(String, PathBuf)> = rd
         .filter_map(Result::ok)

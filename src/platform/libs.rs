@@ -34,8 +34,10 @@ pub struct LibEntry {
 impl LibsInventory {
     /// Reads an inventory file.
     pub fn load(path: &Path) -> Result<LibsInventory, PlatformError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| PlatformError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| PlatformError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let de = &mut serde_json::Deserializer::from_str(&text);
         serde_path_to_error::deserialize(de).map_err(|e| PlatformError::Invalid {
             path: path.to_owned(),

@@ -68,15 +68,30 @@ pub enum PlatformError {
     #[error("{path}: {key}: unknown key")]
     UnknownKey { path: PathBuf, key: String },
     #[error("{path}: {key}: required key missing; expected {hint}")]
-    MissingKey { path: PathBuf, key: String, hint: String },
+    MissingKey {
+        path: PathBuf,
+        key: String,
+        hint: String,
+    },
     #[error("platform {name:?} not found in {searched}\nhelp: available platforms: {}", available.join(", "))]
-    NotFound { name: String, searched: String, available: Vec<String> },
+    NotFound {
+        name: String,
+        searched: String,
+        available: Vec<String>,
+    },
     #[error("platform {name:?} is ambiguous: {}\nhelp: pass the template's path instead of its name", candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
-    Ambiguous { name: String, candidates: Vec<PathBuf> },
+    Ambiguous {
+        name: String,
+        candidates: Vec<PathBuf>,
+    },
     #[error("{path}: {message}")]
     Init { path: PathBuf, message: String },
     #[error("{path}: line {line}: {message}")]
-    Line { path: PathBuf, line: usize, message: String },
+    Line {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("cannot write {path}")]
     Write {
         path: PathBuf,
@@ -104,7 +119,8 @@ impl LoadOptions {
     /// `RDK_PLATFORM_SEARCHPATH` (colon-separated).
     pub fn with_env_search_paths(mut self) -> Self {
         if let Some(v) = std::env::var_os(SEARCHPATH_ENV) {
-            self.search_paths.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
+            self.search_paths
+                .extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
         }
         self
     }
@@ -132,7 +148,11 @@ impl Platform {
     }
 
     pub fn is_builtin(&self) -> bool {
-        self.libs_path.is_none() && self.sources.first().is_some_and(|p| p.to_string_lossy().starts_with("builtin:"))
+        self.libs_path.is_none()
+            && self
+                .sources
+                .first()
+                .is_some_and(|p| p.to_string_lossy().starts_with("builtin:"))
     }
 }
 
@@ -160,34 +180,54 @@ pub fn locate(name: &str, search_paths: &[PathBuf]) -> Result<Location, Platform
         }
         if name.contains('/') {
             let source = std::io::Error::from(std::io::ErrorKind::NotFound);
-            return Err(PlatformError::Read { path: as_path.to_owned(), source });
+            return Err(PlatformError::Read {
+                path: as_path.to_owned(),
+                source,
+            });
         }
     }
     let file_name = format!("{name}.json");
     for dir in search_paths {
         let mut hits = Vec::new();
         for t in templates_in(dir) {
-            if t.file_name().is_some_and(|f| f.to_string_lossy() == file_name) {
+            if t.file_name()
+                .is_some_and(|f| f.to_string_lossy() == file_name)
+            {
                 hits.push(t);
             }
         }
         match hits.len() {
             0 => {}
             1 => return Ok(Location::File(hits.remove(0))),
-            _ => return Err(PlatformError::Ambiguous { name: name.to_owned(), candidates: hits }),
+            _ => {
+                return Err(PlatformError::Ambiguous {
+                    name: name.to_owned(),
+                    candidates: hits,
+                });
+            }
         }
     }
     if let Some((n, _)) = BUILTIN.iter().find(|(n, _)| *n == name) {
         return Ok(Location::Builtin(n));
     }
     let searched = if search_paths.is_empty() {
-        format!("the built-in platforms (no search path given; use --searchpath or {SEARCHPATH_ENV})")
+        format!(
+            "the built-in platforms (no search path given; use --searchpath or {SEARCHPATH_ENV})"
+        )
     } else {
-        search_paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        search_paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let mut available: Vec<String> = list(search_paths).into_iter().map(|l| l.name).collect();
     available.dedup();
-    Err(PlatformError::NotFound { name: name.to_owned(), searched, available })
+    Err(PlatformError::NotFound {
+        name: name.to_owned(),
+        searched,
+        available,
+    })
 }
 
 /// Every template in the search paths (sorted by name, then path) and the built-ins.
@@ -195,11 +235,20 @@ pub fn list(search_paths: &[PathBuf]) -> Vec<Listed> {
     let mut out: Vec<Listed> = Vec::new();
     for dir in search_paths {
         for t in templates_in(dir) {
-            let name = t.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            out.push(Listed { name, source: t.display().to_string() });
+            let name = t
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push(Listed {
+                name,
+                source: t.display().to_string(),
+            });
         }
     }
-    out.extend(BUILTIN.iter().map(|(n, _)| Listed { name: (*n).to_owned(), source: "builtin".into() }));
+    out.extend(BUILTIN.iter().map(|(n, _)| Listed {
+        name: (*n).to_owned(),
+        source: "builtin".into(),
+    }));
     out.sort_by(|a, b| (&a.name, &a.source).cmp(&(&b.name, &b.source)));
     out
 }
@@ -208,11 +257,16 @@ pub fn list(search_paths: &[PathBuf]) -> Vec<Listed> {
 /// `<name>.d` overlay directories are not templates.
 fn templates_in(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
     let mut entries: Vec<_> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if p.is_dir() {
             if !name.ends_with(".d") {
                 out.extend(templates_in(&p));
@@ -225,11 +279,19 @@ fn templates_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Finds and loads a platform by name or path, merging its overlays.
-pub fn load(name: &str, opts: &LoadOptions, diag: &dyn Diagnostics) -> Result<Platform, PlatformError> {
+pub fn load(
+    name: &str,
+    opts: &LoadOptions,
+    diag: &dyn Diagnostics,
+) -> Result<Platform, PlatformError> {
     match locate(name, &opts.search_paths)? {
         Location::File(path) => load_file(&path, opts, diag),
         Location::Builtin(n) => {
-            let text = BUILTIN.iter().find(|(b, _)| *b == n).map(|(_, t)| *t).unwrap_or("{}");
+            let text = BUILTIN
+                .iter()
+                .find(|(b, _)| *b == n)
+                .map(|(_, t)| *t)
+                .unwrap_or("{}");
             let label = PathBuf::from(format!("builtin:{n}"));
             let overlays = opts.overlays.clone();
             build(n.to_owned(), label, text, overlays, opts, diag)
@@ -238,10 +300,19 @@ pub fn load(name: &str, opts: &LoadOptions, diag: &dyn Diagnostics) -> Result<Pl
 }
 
 /// Loads the template at `path`, merging `<stem>.d/*.json` and the overlays.
-pub fn load_file(path: &Path, opts: &LoadOptions, diag: &dyn Diagnostics) -> Result<Platform, PlatformError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| PlatformError::Read { path: path.to_owned(), source })?;
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+pub fn load_file(
+    path: &Path,
+    opts: &LoadOptions,
+    diag: &dyn Diagnostics,
+) -> Result<Platform, PlatformError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PlatformError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut overlays = dot_d_files(&path.with_file_name(format!("{stem}.d")))?;
     overlays.extend(opts.overlays.iter().cloned());
     let mut p = build(stem, path.to_owned(), &text, overlays, opts, diag)?;
@@ -258,7 +329,12 @@ fn dot_d_files(dir: &Path) -> Result<Vec<PathBuf>, PlatformError> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(PlatformError::Read { path: dir.to_owned(), source }),
+        Err(source) => {
+            return Err(PlatformError::Read {
+                path: dir.to_owned(),
+                source,
+            });
+        }
     };
     let mut files: Vec<PathBuf> = rd
         .filter_map(Result::ok)
@@ -281,7 +357,10 @@ fn build(
     parse::check_fragment(&base_path, &merged, opts.strict, diag)?;
     let mut sources = vec![base_path.clone()];
     for o in overlays {
-        let t = std::fs::read_to_string(&o).map_err(|source| PlatformError::Read { path: o.clone(), source })?;
+        let t = std::fs::read_to_string(&o).map_err(|source| PlatformError::Read {
+            path: o.clone(),
+            source,
+        })?;
         let v = parse::parse_json(&o, &t)?;
         parse::check_fragment(&o, &v, opts.strict, diag)?;
         merge_patch(&mut merged, &v);
@@ -300,14 +379,27 @@ fn build(
     // required key, which is reported against the template.
     let spec = parse::check_fragment(&base_path, &merged, false, &Silent)?;
     parse::check_required(&base_path, &spec)?;
-    Ok(Platform { name, spec, raw: merged, sources, libs: None, libs_path: None })
+    Ok(Platform {
+        name,
+        spec,
+        raw: merged,
+        sources,
+        libs: None,
+        libs_path: None,
+    })
 }
 
 /// Checks one template file on its own (no overlays): syntax, types, sizes,
 /// required keys, and unknown keys (warnings, or errors when `strict`).
-pub fn validate_file(path: &Path, strict: bool, diag: &dyn Diagnostics) -> Result<PlatformSpec, PlatformError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| PlatformError::Read { path: path.to_owned(), source })?;
+pub fn validate_file(
+    path: &Path,
+    strict: bool,
+    diag: &dyn Diagnostics,
+) -> Result<PlatformSpec, PlatformError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PlatformError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let v = parse::parse_json(path, &text)?;
     let spec = parse::check_fragment(path, &v, strict, diag)?;
     parse::check_required(path, &spec)?;

@@ -404,7 +404,11 @@ impl std::fmt::Display for Resolution {
 impl std::str::FromStr for Resolution {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("invalid resolution {s:?}: expected WIDTHxHEIGHT or WIDTHxHEIGHT@HZ, e.g. \"1920x1080@60\"");
+        let bad = || {
+            format!(
+                "invalid resolution {s:?}: expected WIDTHxHEIGHT or WIDTHxHEIGHT@HZ, e.g. \"1920x1080@60\""
+            )
+        };
         let (mode, hz) = match s.split_once('@') {
             Some((m, hz)) => (m, Some(hz.parse::<u32>().map_err(|_| bad())?)),
             None => (s, None),
@@ -414,7 +418,11 @@ impl std::str::FromStr for Resolution {
         if width == 0 || height == 0 {
             return Err(bad());
         }
-        Ok(Resolution { width, height, refresh_hz: hz })
+        Ok(Resolution {
+            width,
+            height,
+            refresh_hz: hz,
+        })
     }
 }
 

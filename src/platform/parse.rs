@@ -10,10 +10,14 @@ use crate::diag::{Diagnostics, Warning};
 
 /// Parses JSON text; the top level must be an object.
 pub(super) fn parse_json(path: &Path, text: &str) -> Result<Value, PlatformError> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|source| PlatformError::Json { path: path.to_owned(), source })?;
+    let value: Value = serde_json::from_str(text).map_err(|source| PlatformError::Json {
+        path: path.to_owned(),
+        source,
+    })?;
     if !value.is_object() {
-        return Err(PlatformError::NotObject { path: path.to_owned() });
+        return Err(PlatformError::NotObject {
+            path: path.to_owned(),
+        });
     }
     Ok(value)
 }
@@ -32,11 +36,18 @@ pub(super) fn check_fragment(
     let de = serde_ignored::Deserializer::new(value, &mut record);
     let spec: PlatformSpec = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
-        PlatformError::Invalid { path: path.to_owned(), key, source: e.into_inner() }
+        PlatformError::Invalid {
+            path: path.to_owned(),
+            key,
+            source: e.into_inner(),
+        }
     })?;
     // A `null` deletes a key when merging (RFC 7386) and is never "unknown".
     if let Some(key) = unknown.first().filter(|_| strict) {
-        return Err(PlatformError::UnknownKey { path: path.to_owned(), key: key.clone() });
+        return Err(PlatformError::UnknownKey {
+            path: path.to_owned(),
+            key: key.clone(),
+        });
     }
     for key in unknown {
         diag.warning(Warning::new(
@@ -55,9 +66,15 @@ fn key_path(p: &serde_ignored::Path<'_>) -> String {
         P::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
         P::Map { parent, key } => {
             let head = key_path(parent);
-            if head.is_empty() { key.clone() } else { format!("{head}.{key}") }
+            if head.is_empty() {
+                key.clone()
+            } else {
+                format!("{head}.{key}")
+            }
         }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => key_path(parent),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            key_path(parent)
+        }
     }
 }
 
@@ -97,43 +114,83 @@ pub(super) fn check_required(path: &Path, spec: &PlatformSpec) -> Result<(), Pla
         return Err(missing("os", "\"linux\""));
     }
     match &spec.arch {
-        None => return Err(missing("arch", "an object like {\"arch\": \"arm\", \"variant\": \"v7\"}")),
-        Some(a) if a.arch.is_none() => return Err(missing("arch.arch", "\"arm\", \"arm64\", \"amd64\", ...")),
+        None => {
+            return Err(missing(
+                "arch",
+                "an object like {\"arch\": \"arm\", \"variant\": \"v7\"}",
+            ));
+        }
+        Some(a) if a.arch.is_none() => {
+            return Err(missing("arch.arch", "\"arm\", \"arm64\", \"amd64\", ..."));
+        }
         _ => {}
     }
     match &spec.rdk {
-        None => return Err(missing("rdk", "an object with version and supportedFeatures")),
-        Some(r) if r.version.is_none() => return Err(missing("rdk.version", "a string like \"2024Q3\"")),
+        None => {
+            return Err(missing(
+                "rdk",
+                "an object with version and supportedFeatures",
+            ));
+        }
+        Some(r) if r.version.is_none() => {
+            return Err(missing("rdk.version", "a string like \"2024Q3\""));
+        }
         Some(r) if r.supported_features.is_none() => {
-            return Err(missing("rdk.supportedFeatures", "a list of strings (may be empty)"));
+            return Err(missing(
+                "rdk.supportedFeatures",
+                "a list of strings (may be empty)",
+            ));
         }
         _ => {}
     }
     match &spec.hardware {
         None => return Err(missing("hardware", "an object with at least graphics")),
-        Some(h) if h.graphics.is_none() => return Err(missing("hardware.graphics", "true or false")),
+        Some(h) if h.graphics.is_none() => {
+            return Err(missing("hardware.graphics", "true or false"));
+        }
         _ => {}
     }
     match &spec.network {
-        None => return Err(missing("network", "an object like {\"options\": [\"nat\", \"open\", \"private\"]}")),
-        Some(n) if n.options.is_none() => return Err(missing("network.options", "a list of network modes")),
+        None => {
+            return Err(missing(
+                "network",
+                "an object like {\"options\": [\"nat\", \"open\", \"private\"]}",
+            ));
+        }
+        Some(n) if n.options.is_none() => {
+            return Err(missing("network.options", "a list of network modes"));
+        }
         _ => {}
     }
     if let Some(gpu) = &spec.gpu
         && gpu.gfx_libs.is_none()
     {
-        return Err(missing("gpu.gfxLibs", "a list of {src, dst} (may be empty)"));
+        return Err(missing(
+            "gpu.gfxLibs",
+            "a list of {src, dst} (may be empty)",
+        ));
     }
     if let Some(p) = spec.storage.as_ref().and_then(|s| s.persistent.as_ref())
         && p.storage_dir.is_none()
     {
-        return Err(missing("storage.persistent.storageDir", "the host directory for app storage images"));
+        return Err(missing(
+            "storage.persistent.storageDir",
+            "the host directory for app storage images",
+        ));
     }
     if let Some(l) = &spec.logging {
         match (l.mode, &l.log_dir) {
-            (None, _) => return Err(missing("logging.mode", "\"file\", \"journald\" or \"devnull\"")),
+            (None, _) => {
+                return Err(missing(
+                    "logging.mode",
+                    "\"file\", \"journald\" or \"devnull\"",
+                ));
+            }
             (Some(LogMode::File), None) => {
-                return Err(missing("logging.logDir", "the host directory for log files (mode \"file\")"));
+                return Err(missing(
+                    "logging.logDir",
+                    "the host directory for log files (mode \"file\")",
+                ));
             }
             _ => {}
         }
@@ -149,8 +206,14 @@ mod tests {
     #[test]
     fn merge_patch_follows_rfc7386() {
         let mut base = json!({"a": {"b": 1, "c": [1, 2]}, "d": "x", "e": 1});
-        merge_patch(&mut base, &json!({"a": {"c": [3], "n": true}, "d": null, "f": {"g": 1}}));
-        assert_eq!(base, json!({"a": {"b": 1, "c": [3], "n": true}, "e": 1, "f": {"g": 1}}));
+        merge_patch(
+            &mut base,
+            &json!({"a": {"c": [3], "n": true}, "d": null, "f": {"g": 1}}),
+        );
+        assert_eq!(
+            base,
+            json!({"a": {"b": 1, "c": [3], "n": true}, "e": 1, "f": {"g": 1}})
+        );
     }
 
     #[test]
@@ -162,7 +225,10 @@ mod tests {
         check_fragment(Path::new("rpi3.json"), &v, false, &diag).expect("only warnings");
         let w: Vec<String> = diag.warnings().iter().map(|w| w.to_string()).collect();
         assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].starts_with("rpi3.json: gpu.devs[0].acess: unknown key"), "{w:?}");
+        assert!(
+            w[0].starts_with("rpi3.json: gpu.devs[0].acess: unknown key"),
+            "{w:?}"
+        );
         assert!(w[1].starts_with("rpi3.json: hardwre: unknown key"), "{w:?}");
         let err = check_fragment(Path::new("rpi3.json"), &v, true, &diag).expect_err("strict");
         assert_eq!(err.to_string(), "rpi3.json: gpu.devs[0].acess: unknown key");

@@ -13,11 +13,39 @@ use std::process::Command;
 /// Libraries and binaries of a small but real Debian 12 system: the C
 /// library, a shell, curl with its whole dependency tree.
 pub const PACKAGES: &[&str] = &[
-    "libc6", "libgcc-s1", "libstdc++6", "zlib1g", "libzstd1", "dash", "curl", "libcurl4",
-    "libnghttp2-14", "libidn2-0", "libunistring2", "librtmp1", "libgnutls30", "libhogweed6",
-    "libnettle8", "libgmp10", "libp11-kit0", "libtasn1-6", "libffi8", "libssh2-1", "libssl3",
-    "libpsl5", "libgssapi-krb5-2", "libkrb5-3", "libk5crypto3", "libcom-err2", "libkrb5support0",
-    "libkeyutils1", "libldap-2.5-0", "libsasl2-2", "libbrotli1", "libselinux1", "libpcre2-8-0",
+    "libc6",
+    "libgcc-s1",
+    "libstdc++6",
+    "zlib1g",
+    "libzstd1",
+    "dash",
+    "curl",
+    "libcurl4",
+    "libnghttp2-14",
+    "libidn2-0",
+    "libunistring2",
+    "librtmp1",
+    "libgnutls30",
+    "libhogweed6",
+    "libnettle8",
+    "libgmp10",
+    "libp11-kit0",
+    "libtasn1-6",
+    "libffi8",
+    "libssh2-1",
+    "libssl3",
+    "libpsl5",
+    "libgssapi-krb5-2",
+    "libkrb5-3",
+    "libk5crypto3",
+    "libcom-err2",
+    "libkrb5support0",
+    "libkeyutils1",
+    "libldap-2.5-0",
+    "libsasl2-2",
+    "libbrotli1",
+    "libselinux1",
+    "libpcre2-8-0",
 ];
 
 /// Skips (returns `None`) or, under `CI`, fails with `why`.
@@ -30,11 +58,16 @@ pub fn unavailable<T>(why: &str) -> Option<T> {
 }
 
 pub fn have(tool: &str, arg: &str) -> bool {
-    Command::new(tool).arg(arg).output().is_ok_and(|o| o.status.success())
+    Command::new(tool)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn cache_dir(arch: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/debian-cache").join(arch)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/debian-cache")
+        .join(arch)
 }
 
 /// Unpacks the packages for `arch` (`amd64`, `arm64`) into a fresh temp dir.
@@ -47,15 +80,24 @@ pub fn rootfs(arch: &str) -> Option<tempfile::TempDir> {
     let wanted: Vec<String> = PACKAGES.iter().map(|p| format!("{p}:{arch}")).collect();
     let have_deb = |p: &str| {
         std::fs::read_dir(&cache)
-            .map(|rd| rd.filter_map(Result::ok).any(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.starts_with(&format!("{p}_")) && n.ends_with(&format!("_{arch}.deb"))
-            }))
+            .map(|rd| {
+                rd.filter_map(Result::ok).any(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.starts_with(&format!("{p}_")) && n.ends_with(&format!("_{arch}.deb"))
+                })
+            })
             .unwrap_or(false)
     };
-    let missing: Vec<&String> = wanted.iter().filter(|w| !have_deb(w.split(':').next().unwrap_or(""))).collect();
+    let missing: Vec<&String> = wanted
+        .iter()
+        .filter(|w| !have_deb(w.split(':').next().unwrap_or("")))
+        .collect();
     if !missing.is_empty() {
-        let out = Command::new("apt-get").arg("download").args(&missing).current_dir(&cache).output();
+        let out = Command::new("apt-get")
+            .arg("download")
+            .args(&missing)
+            .current_dir(&cache)
+            .output();
         match out {
             Ok(o) if o.status.success() => {}
             Ok(o) => {
@@ -76,7 +118,12 @@ pub fn rootfs(arch: &str) -> Option<tempfile::TempDir> {
         .collect();
     debs.sort();
     for deb in debs {
-        let st = Command::new("dpkg").arg("-x").arg(&deb).arg(dir.path()).status().expect("dpkg -x");
+        let st = Command::new("dpkg")
+            .arg("-x")
+            .arg(&deb)
+            .arg(dir.path())
+            .status()
+            .expect("dpkg -x");
         assert!(st.success(), "dpkg -x {}", deb.display());
     }
     Some(dir)
@@ -99,7 +146,11 @@ pub struct Readelf {
 pub fn readelf(files: &[PathBuf]) -> Vec<Readelf> {
     let mut all = Vec::new();
     for chunk in files.chunks(200) {
-        let out = Command::new("readelf").arg("-dVW").args(chunk).output().expect("run readelf");
+        let out = Command::new("readelf")
+            .arg("-dVW")
+            .args(chunk)
+            .output()
+            .expect("run readelf");
         let text = String::from_utf8_lossy(&out.stdout);
         let mut parsed = parse_readelf(&text, chunk.len() > 1);
         assert_eq!(parsed.len(), chunk.len(), "readelf output for {chunk:?}");
@@ -138,7 +189,8 @@ fn parse_readelf(text: &str, multi: bool) -> Vec<Readelf> {
             sec = Sec::Def;
         } else if line.starts_with("Version needs section") {
             sec = Sec::Need;
-        } else if line.starts_with("Version symbols section") || line.starts_with("Dynamic section") {
+        } else if line.starts_with("Version symbols section") || line.starts_with("Dynamic section")
+        {
             sec = Sec::None;
         }
         if t.contains("(NEEDED)") {
@@ -151,13 +203,22 @@ fn parse_readelf(text: &str, multi: bool) -> Vec<Readelf> {
             cur.rpath = bracket(t);
         } else if sec == Sec::Def && t.contains("Rev:") && t.contains("Name:") {
             if !t.contains("Flags: BASE") {
-                cur.verdefs.extend(t.rsplit("Name: ").next().map(|s| s.trim().to_owned()));
+                cur.verdefs
+                    .extend(t.rsplit("Name: ").next().map(|s| s.trim().to_owned()));
             }
         } else if sec == Sec::Need && t.contains("Version:") && t.contains("File:") {
-            let file = t.split("File: ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or("");
+            let file = t
+                .split("File: ")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .unwrap_or("");
             cur.verneeds.push((file.to_owned(), Vec::new()));
         } else if sec == Sec::Need && t.contains("Name:") && t.contains("Flags:") {
-            let name = t.split("Name: ").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or("");
+            let name = t
+                .split("Name: ")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .unwrap_or("");
             if let Some(last) = cur.verneeds.last_mut() {
                 last.1.push(name.to_owned());
             }
@@ -169,15 +230,26 @@ fn parse_readelf(text: &str, multi: bool) -> Vec<Readelf> {
 /// Validates a JSON file against a JSON schema with Python's `jsonschema`.
 /// Returns `None` when the validator is unavailable (and `CI` is not set).
 pub fn validate_schema(schema: &Path, instance: &Path) -> Option<Result<(), String>> {
-    let probe = Command::new("python3").args(["-c", "import jsonschema"]).output();
+    let probe = Command::new("python3")
+        .args(["-c", "import jsonschema"])
+        .output();
     if !probe.is_ok_and(|o| o.status.success()) {
         return unavailable("python3 with jsonschema (`pip install jsonschema`)");
     }
     let script = "import json,sys,jsonschema\n\
                   s=json.load(open(sys.argv[1]));i=json.load(open(sys.argv[2]))\n\
                   jsonschema.validators.validator_for(s)(s).validate(i)\n";
-    let out = Command::new("python3").args(["-c", script]).arg(schema).arg(instance).output().expect("python3");
-    Some(if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) })
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(schema)
+        .arg(instance)
+        .output()
+        .expect("python3");
+    Some(if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    })
 }
 
 pub fn reference_dir() -> PathBuf {

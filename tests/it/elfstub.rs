@@ -72,7 +72,12 @@ impl Stub {
     }
 
     pub fn exe(machine: Machine, interp: &str) -> Stub {
-        Stub { interp: Some(interp.to_owned()), soname: None, flags_1: 0x0800_0000, ..Stub::lib(machine, "") }
+        Stub {
+            interp: Some(interp.to_owned()),
+            soname: None,
+            flags_1: 0x0800_0000,
+            ..Stub::lib(machine, "")
+        }
     }
 
     pub fn needs(mut self, libs: &[&str]) -> Stub {
@@ -101,7 +106,11 @@ impl Stub {
             off
         };
         let needed: Vec<u32> = self.needed.iter().map(|s| add_str(s)).collect();
-        let soname = self.soname.as_deref().filter(|s| !s.is_empty()).map(&mut add_str);
+        let soname = self
+            .soname
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(&mut add_str);
         let runpath = self.runpath.as_deref().map(&mut add_str);
         let rpath = self.rpath.as_deref().map(&mut add_str);
         let base_name = add_str(self.soname.as_deref().unwrap_or("stub"));
@@ -140,7 +149,14 @@ impl Stub {
             e.u16(&mut verneed, names.len() as u16);
             e.u32(&mut verneed, *file);
             e.u32(&mut verneed, 16);
-            e.u32(&mut verneed, if last { 0 } else { 16 + 16 * names.len() as u32 });
+            e.u32(
+                &mut verneed,
+                if last {
+                    0
+                } else {
+                    16 + 16 * names.len() as u32
+                },
+            );
             for (j, n) in names.iter().enumerate() {
                 e.u32(&mut verneed, 0);
                 e.u16(&mut verneed, 0);
@@ -155,7 +171,11 @@ impl Stub {
         let phnum = 2 + usize::from(self.interp.is_some());
         let mut off = ehsize + phentsize * phnum;
         let interp_off = off;
-        let interp_bytes: Vec<u8> = self.interp.as_ref().map(|s| [s.as_bytes(), &[0]].concat()).unwrap_or_default();
+        let interp_bytes: Vec<u8> = self
+            .interp
+            .as_ref()
+            .map(|s| [s.as_bytes(), &[0]].concat())
+            .unwrap_or_default();
         off += interp_bytes.len();
         let dynstr_off = align(off, 8);
         off = dynstr_off + dynstr.len();
@@ -217,17 +237,62 @@ impl Stub {
             out.resize(shoff, 0);
             let dyn_ent = if b64 { 16 } else { 8 };
             sections.push([0; 8]);
-            sections.push([1, 3, va(dynstr_off), dynstr_off as u64, dynstr.len() as u64, 0, 0, 0]);
-            sections.push([9, 6, va(dynamic_off), dynamic_off as u64, dynamic.len() as u64, 1, 0, dyn_ent]);
+            sections.push([
+                1,
+                3,
+                va(dynstr_off),
+                dynstr_off as u64,
+                dynstr.len() as u64,
+                0,
+                0,
+                0,
+            ]);
+            sections.push([
+                9,
+                6,
+                va(dynamic_off),
+                dynamic_off as u64,
+                dynamic.len() as u64,
+                1,
+                0,
+                dyn_ent,
+            ]);
             if !verdef.is_empty() {
                 let n = self.verdefs.len() as u64 + 1;
-                sections.push([18, 0x6fff_fffd, va(verdef_off), verdef_off as u64, verdef.len() as u64, 1, n, 0]);
+                sections.push([
+                    18,
+                    0x6fff_fffd,
+                    va(verdef_off),
+                    verdef_off as u64,
+                    verdef.len() as u64,
+                    1,
+                    n,
+                    0,
+                ]);
             }
             if !verneed.is_empty() {
                 let n = self.verneeds.len() as u64;
-                sections.push([33, 0x6fff_fffe, va(verneed_off), verneed_off as u64, verneed.len() as u64, 1, n, 0]);
+                sections.push([
+                    33,
+                    0x6fff_fffe,
+                    va(verneed_off),
+                    verneed_off as u64,
+                    verneed.len() as u64,
+                    1,
+                    n,
+                    0,
+                ]);
             }
-            sections.push([48, 3, 0, shstrtab_off as u64, shstrtab.len() as u64, 0, 0, 0]);
+            sections.push([
+                48,
+                3,
+                0,
+                shstrtab_off as u64,
+                shstrtab.len() as u64,
+                0,
+                0,
+                0,
+            ]);
             for s in &sections {
                 let flags = if s[0] == 48 || s[1] == 0 { 0 } else { 2 }; // SHF_ALLOC but for null and .shstrtab
                 e.u32(&mut out, s[0] as u32);
@@ -242,7 +307,11 @@ impl Stub {
                 e.word(&mut out, b64, s[7]);
             }
         }
-        let file_len = if self.strip_sections { file_end_no_sh.min(out.len()) } else { out.len() };
+        let file_len = if self.strip_sections {
+            file_end_no_sh.min(out.len())
+        } else {
+            out.len()
+        };
 
         // ELF header.
         let mut h = Vec::new();
@@ -253,7 +322,11 @@ impl Stub {
         e.u32(&mut h, 1);
         e.word(&mut h, b64, 0); // entry
         e.word(&mut h, b64, ehsize as u64);
-        e.word(&mut h, b64, if sections.is_empty() { 0 } else { shoff as u64 });
+        e.word(
+            &mut h,
+            b64,
+            if sections.is_empty() { 0 } else { shoff as u64 },
+        );
         e.u32(&mut h, self.machine.e_flags());
         e.u16(&mut h, ehsize as u16);
         e.u16(&mut h, phentsize as u16);
@@ -306,6 +379,10 @@ impl Endian {
         out.extend_from_slice(&v.to_le_bytes());
     }
     fn word(self, out: &mut Vec<u8>, b64: bool, v: u64) {
-        if b64 { out.extend_from_slice(&v.to_le_bytes()) } else { self.u32(out, v as u32) }
+        if b64 {
+            out.extend_from_slice(&v.to_le_bytes())
+        } else {
+            self.u32(out, v as u32)
+        }
     }
 }
