@@ -1,5 +1,9 @@
-//! The one integration-test binary: fixture builders and test modules.
+//! The integration-test binary: one binary for every integration test.
 
 mod builder;
+mod debian;
+mod elf;
+mod elfstub;
 mod hostile;
+mod platform;
 mod treeview;
