@@ -2355,3 +2355,43 @@ fn inspect_human() {
     let out = fx.run(&["inspect", &fx.oci(), "--json"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// FORMATS.md §3: a merged-usr layer over a traditional base holds
+/// `bin -> usr/bin` followed by `bin/.wh.*` in the same layer. The
+/// whiteouts refer to the lower `bin/` directory (which the symlink
+/// replaced); following the new symlink would delete `usr/bin` files.
+#[test]
+fn merged_usr_whiteouts_under_new_symlink_do_not_follow_it() {
+    let fx = Fx::new();
+    let img = fx.single(image([
+        Layer::gz([
+            Entry::dir("bin/"),
+            Entry::file("bin/sh", "old sh"),
+            Entry::file("bin/ls", "old ls"),
+            Entry::dir("usr/"),
+            Entry::dir("usr/bin/"),
+            Entry::file("usr/bin/env", "env"),
+        ]),
+        Layer::gz([
+            Entry::symlink("bin", "usr/bin"),
+            Entry::whiteout("bin/ls"),
+            Entry::whiteout("bin/env"),
+            Entry::opaque("bin"),
+            Entry::dir("usr/"),
+            Entry::dir("usr/bin/"),
+            Entry::file("usr/bin/sh", "new sh"),
+        ]),
+    ]));
+    let tree = fx.ok(&[], &img);
+    assert_tree(
+        &fx,
+        &tree,
+        r#"
+        bin symlink 0777 -> usr/bin
+        usr dir 0755
+        usr/bin dir 0755
+        usr/bin/env file 0644 "env"
+        usr/bin/sh file 0644 "new sh"
+        "#,
+    );
+}
