@@ -164,7 +164,7 @@ impl Operator {
             message,
         };
         for (i, e) in self.env.iter().enumerate() {
-            if !e.split_once('=').is_some_and(|(n, _)| !n.is_empty()) {
+            if e.split_once('=').is_none_or(|(n, _)| n.is_empty()) {
                 return Err(bad(format!("env[{i}]"), format!("{e:?} is not NAME=VALUE")));
             }
         }
