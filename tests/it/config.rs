@@ -8,7 +8,9 @@ use std::process::Command;
 
 use bundlegen::appmeta::AppMetadata;
 use bundlegen::bundle::LibMount;
-use bundlegen::bundle::config::{self, BuiltConfig, ConfigError, ConfigInputs, Mode, MountPointKind};
+use bundlegen::bundle::config::{
+    self, BuiltConfig, ConfigError, ConfigInputs, Mode, MountPointKind,
+};
 use bundlegen::diag::Collected;
 use bundlegen::image::spec::{ContainerConfig, ImageConfig};
 use bundlegen::operator::Operator;
@@ -39,9 +41,16 @@ fn image(entrypoint: &[&str], cmd: &[&str], user: Option<&str>) -> ImageConfig {
 fn rootfs() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("etc")).expect("mkdir");
-    std::fs::write(dir.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home:/bin/sh\n")
-        .expect("passwd");
-    std::fs::write(dir.path().join("etc/group"), "root:x:0:\napp:x:1000:\nvideo:x:44:\n").expect("group");
+    std::fs::write(
+        dir.path().join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home:/bin/sh\n",
+    )
+    .expect("passwd");
+    std::fs::write(
+        dir.path().join("etc/group"),
+        "root:x:0:\napp:x:1000:\nvideo:x:44:\n",
+    )
+    .expect("group");
     dir
 }
 
@@ -116,7 +125,10 @@ impl Build<'_> {
             create_mount_points: self.create_mount_points,
         };
         let built = config::build(&inputs, &diag)?;
-        Ok((built, diag.warnings().iter().map(ToString::to_string).collect()))
+        Ok((
+            built,
+            diag.warnings().iter().map(ToString::to_string).collect(),
+        ))
     }
 }
 
@@ -126,14 +138,22 @@ fn build<'a>(platform: &'a Platform, app: &'a AppMetadata, rootfs: &'a Path) -> 
         platform,
         app,
         operator: None,
-        libs: vec![LibMount { source: "/usr/lib/libz.so.1".into(), destination: "/usr/lib/libz.so.1".into() }],
+        libs: vec![LibMount {
+            source: "/usr/lib/libz.so.1".into(),
+            destination: "/usr/lib/libz.so.1".into(),
+        }],
         rootfs,
         create_mount_points: false,
     }
 }
 
 fn mounts_at<'v>(config: &'v Value, dest: &str) -> Vec<&'v Value> {
-    config["mounts"].as_array().into_iter().flatten().filter(|m| m["destination"] == dest).collect()
+    config["mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["destination"] == dest)
+        .collect()
 }
 
 // ---- schema validation with Python jsonschema -------------------------------
@@ -192,7 +212,9 @@ sys.exit(1 if failed else 0)
 /// Validates config files with Python `jsonschema`; `None` when it is not
 /// installed and `CI` is not set (the test then reports and skips).
 fn validate(kind: &str, files: &[PathBuf]) -> Option<()> {
-    let probe = Command::new("python3").args(["-c", "import jsonschema, referencing"]).output();
+    let probe = Command::new("python3")
+        .args(["-c", "import jsonschema, referencing"])
+        .output();
     if !probe.as_ref().is_ok_and(|o| o.status.success()) {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -210,7 +232,11 @@ fn validate(kind: &str, files: &[PathBuf]) -> Option<()> {
         .output()
         .expect("run python3");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{kind} schema validation failed:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{kind} schema validation failed:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Some(())
 }
 
@@ -220,7 +246,10 @@ fn templates() -> Vec<PathBuf> {
         let dir = reference().join("bundlegen/templates").join(d);
         for e in std::fs::read_dir(&dir).expect("templates").flatten() {
             let p = e.path();
-            let n = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if n.ends_with(".json") && !n.ends_with("_libs.json") {
                 v.push(p);
             }
@@ -234,11 +263,12 @@ fn templates() -> Vec<PathBuf> {
 fn every_sample_on_every_reference_platform_validates() {
     let out = tempfile::tempdir().expect("tempdir");
     let root = rootfs();
-    let mut samples: Vec<PathBuf> = std::fs::read_dir(reference().join("bundlegen/sample_app_metadata"))
-        .expect("samples")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let mut samples: Vec<PathBuf> =
+        std::fs::read_dir(reference().join("bundlegen/sample_app_metadata"))
+            .expect("samples")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
     samples.sort();
     let (mut dobby, mut crun, mut skipped) = (Vec::new(), Vec::new(), 0);
     for t in templates() {
@@ -249,24 +279,50 @@ fn every_sample_on_every_reference_platform_validates() {
             // Compatibility is decided by src/compat.rs; here we skip only the
             // pairs BundleGen itself refuses: an app that needs graphics on a
             // platform without, or features the platform does not list.
-            let gfx = p.spec.hardware.as_ref().and_then(|h| h.graphics).unwrap_or(false);
-            let features = p.spec.rdk.as_ref().and_then(|r| r.supported_features.clone()).unwrap_or_default();
+            let gfx = p
+                .spec
+                .hardware
+                .as_ref()
+                .and_then(|h| h.graphics)
+                .unwrap_or(false);
+            let features = p
+                .spec
+                .rdk
+                .as_ref()
+                .and_then(|r| r.supported_features.clone())
+                .unwrap_or_default();
             if (a.graphics && !gfx) || a.features.iter().any(|f| !features.contains(f)) {
                 skipped += 1;
                 continue;
             }
             let b = build(&p, &a, root.path());
-            for (mode, list, tag) in [(Mode::Dobby, &mut dobby, "dobby"), (Mode::Crun, &mut crun, "crun")] {
-                let (built, _) = b.run(mode).unwrap_or_else(|e| panic!("{} × {}: {e:#}", t.display(), s.display()));
-                let version = built.config["ociVersion"].as_str().unwrap_or_default().to_owned();
+            for (mode, list, tag) in [
+                (Mode::Dobby, &mut dobby, "dobby"),
+                (Mode::Crun, &mut crun, "crun"),
+            ] {
+                let (built, _) = b
+                    .run(mode)
+                    .unwrap_or_else(|e| panic!("{} × {}: {e:#}", t.display(), s.display()));
+                let version = built.config["ociVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 assert!(version == "1.0.2" || version == "1.0.2-dobby", "{version}");
                 let file = out.path().join(format!("{}-{}-{tag}.json", p.name, a.id));
-                std::fs::write(&file, serde_json::to_vec_pretty(&built.config).expect("json")).expect("write");
+                std::fs::write(
+                    &file,
+                    serde_json::to_vec_pretty(&built.config).expect("json"),
+                )
+                .expect("write");
                 list.push(file);
             }
         }
     }
-    assert!(dobby.len() >= 20, "only {} pairs built ({skipped} skipped)", dobby.len());
+    assert!(
+        dobby.len() >= 20,
+        "only {} pairs built ({skipped} skipped)",
+        dobby.len()
+    );
     validate("dobby", &dobby);
     validate("oci", &crun);
 }
@@ -282,7 +338,12 @@ fn small_configs_snapshot() {
     insta::assert_json_snapshot!("small_dobby", dobby.config);
     let (crun, warnings) = b.run(Mode::Crun).expect("crun");
     insta::assert_json_snapshot!("small_crun", crun.config);
-    assert!(warnings.iter().any(|w| w.contains("persistent storage needs Dobby")), "{warnings:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("persistent storage needs Dobby")),
+        "{warnings:?}"
+    );
     let files: Vec<PathBuf> = [("d", &dobby), ("c", &crun)]
         .iter()
         .map(|(n, c)| {
@@ -307,7 +368,10 @@ fn dobby_extensions_and_fixes() {
     let c = &built.config;
     assert_eq!(c["ociVersion"], "1.0.2-dobby");
     // Arguments are never re-split.
-    assert_eq!(c["process"]["args"], json!(["/usr/libexec/DobbyInit", "/usr/bin/app", "--name", "a b"]));
+    assert_eq!(
+        c["process"]["args"],
+        json!(["/usr/libexec/DobbyInit", "/usr/bin/app", "--name", "a b"])
+    );
     // X-dobby.optional: into the storage plugin, with the flags Dobby needs.
     assert!(mounts_at(c, "/tmp/sock").is_empty());
     assert_eq!(
@@ -319,7 +383,13 @@ fn dobby_extensions_and_fixes() {
     let fonts = mounts_at(c, "/usr/share/fonts");
     assert_eq!(fonts[0]["source"], "/opt/fonts", "pathMappings");
     assert_eq!(fonts[0]["options"], json!(["rbind", "ro"]));
-    let point = |p: &str| built.mount_points.iter().find(|m| m.path == p).map(|m| m.kind);
+    let point = |p: &str| {
+        built
+            .mount_points
+            .iter()
+            .find(|m| m.path == p)
+            .map(|m| m.kind)
+    };
     assert_eq!(point("/tmp/westeros"), Some(MountPointKind::File));
     assert_eq!(point("/usr/share/fonts"), Some(MountPointKind::Dir));
     assert_eq!(point("/usr/libexec/DobbyInit"), Some(MountPointKind::File));
@@ -332,14 +402,32 @@ fn dobby_extensions_and_fixes() {
         "/opt/dac/com.example.small/23e959658f5082a89c6db72c842271a117887b8658ab703f60eaba650b3d5f20.img"
     );
     // Later env wins, in the first one's place.
-    let env: Vec<&str> = c["process"]["env"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    assert_eq!(env, ["PATH=/usr/bin:/bin", "LANG=en_GB.UTF-8", "XDG_RUNTIME_DIR=/tmp"]);
+    let env: Vec<&str> = c["process"]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        env,
+        [
+            "PATH=/usr/bin:/bin",
+            "LANG=en_GB.UTF-8",
+            "XDG_RUNTIME_DIR=/tmp"
+        ]
+    );
     assert_eq!(c["linux"]["resources"]["memory"]["limit"], 32 << 20);
-    assert_eq!(c["rdkPlugins"]["logging"]["data"]["fileOptions"], json!({"limit": -1, "path": "/var/log/com.example.small.log"}));
+    assert_eq!(
+        c["rdkPlugins"]["logging"]["data"]["fileOptions"],
+        json!({"limit": -1, "path": "/var/log/com.example.small.log"})
+    );
     assert_eq!(c["hostname"], "com.example.small");
     // Keys are sorted everywhere.
     let text = serde_json::to_string(c).expect("json");
-    assert_eq!(text, serde_json::to_string(&config::sorted(c.clone())).expect("json"));
+    assert_eq!(
+        text,
+        serde_json::to_string(&config::sorted(c.clone())).expect("json")
+    );
     assert!(text.find("\"hostname\"") < text.find("\"linux\""));
 }
 
@@ -348,7 +436,8 @@ fn compliant_config_has_launcher_hooks() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = rootfs();
     let mut pv = small_platform();
-    pv["dobby"] = json!({"generateCompliantConfig": true, "hookLauncherParametersPath": "/opt/dac/{id}/"});
+    pv["dobby"] =
+        json!({"generateCompliantConfig": true, "hookLauncherParametersPath": "/opt/dac/{id}/"});
     let p = platform_json(dir.path(), "compliant", pv.clone());
     let a = app_json(small_app());
     let (built, _) = build(&p, &a, root.path()).run(Mode::Dobby).expect("dobby");
@@ -363,8 +452,13 @@ fn compliant_config_has_launcher_hooks() {
     }
     pv["dobby"] = json!({"generateCompliantConfig": true});
     let p = platform_json(dir.path(), "nohooks", pv);
-    let e = build(&p, &a, root.path()).run(Mode::Dobby).expect_err("missing parameters path");
-    assert!(e.to_string().contains("dobby.hookLauncherParametersPath"), "{e}");
+    let e = build(&p, &a, root.path())
+        .run(Mode::Dobby)
+        .expect_err("missing parameters path");
+    assert!(
+        e.to_string().contains("dobby.hookLauncherParametersPath"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -379,10 +473,24 @@ fn crun_bundle_has_no_dobby_parts() {
     assert!(c.get("rdkPlugins").is_none() && c.get("hooks").is_none());
     assert_eq!(c["process"]["args"][0], "/usr/bin/app");
     assert!(mounts_at(c, "/usr/libexec/DobbyInit").is_empty());
-    assert!(mounts_at(c, "/tmp/sock").is_empty(), "optional mounts are dropped");
-    assert!(warnings.iter().any(|w| w.contains("X-dobby.optional")), "{warnings:?}");
-    let ns: Vec<&str> = c["linux"]["namespaces"].as_array().into_iter().flatten().filter_map(|n| n["type"].as_str()).collect();
-    assert!(ns.contains(&"network"), "nat app gets its own network namespace: {ns:?}");
+    assert!(
+        mounts_at(c, "/tmp/sock").is_empty(),
+        "optional mounts are dropped"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("X-dobby.optional")),
+        "{warnings:?}"
+    );
+    let ns: Vec<&str> = c["linux"]["namespaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["type"].as_str())
+        .collect();
+    assert!(
+        ns.contains(&"network"),
+        "nat app gets its own network namespace: {ns:?}"
+    );
 }
 
 #[test]
@@ -394,30 +502,46 @@ fn users_from_image_platform_and_app_range() {
     let mut b = build(&p, &a, root.path());
     b.image = image(&["/usr/bin/app"], &[], Some("app:video"));
     let (built, _) = b.run(Mode::Dobby).expect("image user");
-    assert_eq!(built.config["process"]["user"], json!({"uid": 1000, "gid": 44, "additionalGids": []}));
+    assert_eq!(
+        built.config["process"]["user"],
+        json!({"uid": 1000, "gid": 44, "additionalGids": []})
+    );
     assert_eq!(built.user, (1000, 44));
     assert!(built.config["process"]["env"].is_array());
     b.image = image(&["/usr/bin/app"], &[], Some("ghost"));
     let e = b.run(Mode::Dobby).expect_err("unknown user");
-    assert!(e.to_string().contains("\"ghost\"") && e.to_string().contains("etc/passwd"), "{e}");
+    assert!(
+        e.to_string().contains("\"ghost\"") && e.to_string().contains("etc/passwd"),
+        "{e}"
+    );
 
     // appRange without a user namespace: the allocated ids run the app.
     let mut pv = small_platform();
     pv["usersAndGroups"] = json!({"appRange": {"uids": "30000-30099", "gids": "30000"}});
     let p = platform_json(dir.path(), "range", pv.clone());
     let (built, _) = build(&p, &a, root.path()).run(Mode::Dobby).expect("range");
-    let uid = built.config["process"]["user"]["uid"].as_u64().expect("uid");
+    let uid = built.config["process"]["user"]["uid"]
+        .as_u64()
+        .expect("uid");
     assert!((30000..30100).contains(&uid));
     assert_eq!(built.config["process"]["user"]["gid"], 30000);
     // With a user namespace: container root mapped to the allocated ids.
     pv["disableUserNamespacing"] = json!(false);
     let p = platform_json(dir.path(), "rangens", pv);
-    let (built, _) = build(&p, &a, root.path()).run(Mode::Crun).expect("range userns");
+    let (built, _) = build(&p, &a, root.path())
+        .run(Mode::Crun)
+        .expect("range userns");
     let c = &built.config;
     assert_eq!(c["process"]["user"]["uid"], 0);
-    assert_eq!(c["linux"]["uidMappings"], json!([{"containerID": 0, "hostID": uid, "size": 1}]));
+    assert_eq!(
+        c["linux"]["uidMappings"],
+        json!([{"containerID": 0, "hostID": uid, "size": 1}])
+    );
     assert_eq!(built.user, (uid as u32, 30000));
-    assert!(mounts_at(c, "/sys")[0]["type"] == "bind", "sysfs cannot be mounted in a user namespace");
+    assert!(
+        mounts_at(c, "/sys")[0]["type"] == "bind",
+        "sysfs cannot be mounted in a user namespace"
+    );
 }
 
 #[test]
@@ -452,14 +576,41 @@ fn operator_comes_last() {
     b.operator = Some(&op);
     let (built, warnings) = b.run(Mode::Dobby).expect("dobby");
     let c = &built.config;
-    let env: Vec<&str> = c["process"]["env"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    assert!(env.contains(&"LANG=C.UTF-8") && env.contains(&"FLEET=1"), "{env:?}");
+    let env: Vec<&str> = c["process"]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        env.contains(&"LANG=C.UTF-8") && env.contains(&"FLEET=1"),
+        "{env:?}"
+    );
     let caps = &c["process"]["capabilities"]["bounding"];
-    assert!(!caps.as_array().into_iter().flatten().any(|v| v == "CAP_NET_RAW"), "{caps}");
-    assert!(c["process"]["rlimits"].as_array().into_iter().flatten().any(|r| r["type"] == "RLIMIT_NPROC" && r["hard"] == 100));
+    assert!(
+        !caps
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|v| v == "CAP_NET_RAW"),
+        "{caps}"
+    );
+    assert!(
+        c["process"]["rlimits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["type"] == "RLIMIT_NPROC" && r["hard"] == 100)
+    );
     assert_eq!(mounts_at(c, "/etc/fleet").len(), 1);
-    assert_eq!(c["rdkPlugins"]["httpproxy"]["dependsOn"], json!(["networking"]));
-    assert!(warnings.iter().any(|w| w.contains("nothere")), "{warnings:?}");
+    assert_eq!(
+        c["rdkPlugins"]["httpproxy"]["dependsOn"],
+        json!(["networking"])
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("nothere")),
+        "{warnings:?}"
+    );
 }
 
 #[test]
