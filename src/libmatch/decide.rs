@@ -156,12 +156,42 @@ impl<'d, 'r> Decider<'d, 'r> {
             c.direct = u.direct;
             self.cands.push(c);
         }
+        for (real, info) in &self.reach.kept {
+            if self.reach.uses.contains_key(real) {
+                continue;
+            }
+            let soname = info
+                .soname
+                .clone()
+                .unwrap_or_else(|| file_name(real).to_owned());
+            let mut c = Cand::new_named(soname.clone());
+            c.family |= is_glibc_family(file_name(real)) || needs_glibc_private(info);
+            c.needs = self.needs_of([&soname], Some(real));
+            c.image = Some(real.clone());
+            c.image_info = Some(info.clone());
+            c.like = Some(info.clone());
+            // Loaded by soname: the links named like it, or the file itself.
+            let named: Vec<String> = self
+                .ctx
+                .with_links(real)
+                .into_iter()
+                .filter(|p| file_name(p) == soname)
+                .collect();
+            c.dests = if named.is_empty() {
+                BTreeSet::from([real.clone()])
+            } else {
+                named.into_iter().collect()
+            };
+            c.needed_by
+                .insert("(kept: loaded by name at run time)".into());
+            self.cands.push(c);
+        }
         for a in self.reach.absent.values() {
             let mut c = Cand::new_named(a.name.clone());
             c.needs = self.needs_of([&a.name], None);
             c.like = Some(a.like.clone());
             c.dests = if a.interp_paths.is_empty() {
-                BTreeSet::from([self.placement(Some(&a.like), &a.name)])
+                BTreeSet::from([self.placement(Some(&a.like), &a.name, None)])
             } else {
                 a.interp_paths.clone()
             };
@@ -189,7 +219,29 @@ impl<'d, 'r> Decider<'d, 'r> {
 
     /// Where the image's loader would find a library the image does not
     /// have: the first existing default directory for objects like `like`.
-    fn placement(&self, like: Option<&Arc<ElfInfo>>, name: &str) -> String {
+    /// `preferred` (the device's own path) wins when the image's loader
+    /// searches its directory.
+    fn placement(
+        &self,
+        like: Option<&Arc<ElfInfo>>,
+        name: &str,
+        preferred: Option<&str>,
+    ) -> String {
+        if let (Some(info), Some(pref)) = (like, preferred) {
+            let dir = super::canonical(self.ctx.root, pref);
+            let dir = dir
+                .rsplit_once('/')
+                .map_or("/", |(d, _)| if d.is_empty() { "/" } else { d });
+            let searched = self
+                .ctx
+                .loader
+                .system_dirs(info)
+                .iter()
+                .any(|d| resolve_in_root(self.ctx.root, d).is_ok_and(|real| real == dir));
+            if searched {
+                return super::canonical(self.ctx.root, &format!("{dir}/{name}"));
+            }
+        }
         let dirs = match like {
             Some(info) => self.ctx.loader.default_dirs(info),
             None => vec!["/lib".into(), "/usr/lib".into()],
@@ -405,7 +457,7 @@ impl<'d, 'r> Decider<'d, 'r> {
             let Some(entry) = x.device.as_deref().and_then(|p| self.device.get(p)) else {
                 continue;
             };
-            let (x_soname, x_image) = (x.soname.clone(), x.image.clone());
+            let (x_soname, x_image, x_family) = (x.soname.clone(), x.image.clone(), x.family);
             let mut block = None;
             for dep in &entry.deps {
                 let dep_so = file_name(dep).to_owned();
@@ -418,6 +470,10 @@ impl<'d, 'r> Decider<'d, 'r> {
                             && !matches!(self.cands[j].verdict, Verdict::Remove(_))
                     })
                     .collect();
+                // Within the glibc family the unit rule decides.
+                if x_family && providers.iter().any(|&j| self.cands[j].family) {
+                    continue;
+                }
                 if let Some(&j) = providers.iter().find(|&&j| self.cands[j].is_device()) {
                     if !self.cands[j].added_for.is_empty() {
                         self.cands[j].added_for.insert(x_soname.clone());
@@ -518,7 +574,8 @@ impl<'d, 'r> Decider<'d, 'r> {
                 c.device = device;
             }
             _ => {
-                c.dests.insert(self.placement(c.like.as_ref(), soname));
+                c.dests
+                    .insert(self.placement(c.like.as_ref(), soname, Some(dep_path)));
                 c.device = Some(dep_path.to_owned());
                 c.added_for.insert(for_soname.to_owned());
                 c.verdict = Verdict::Device(format!("needed by the device copy of {for_soname}"));

@@ -43,6 +43,8 @@ pub(super) struct Reach {
     pub version_needs: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
     /// An ELF object of the image's main architecture (for lookups).
     pub reference: Option<(String, Arc<ElfInfo>)>,
+    /// Libraries in loader directories that keep patterns protect.
+    pub kept: BTreeMap<String, Arc<ElfInfo>>,
 }
 
 /// Collects the roots and walks their dependency closures.
@@ -52,7 +54,7 @@ pub(super) fn reach(
     entrypoint: Option<&str>,
     diag: &dyn Diagnostics,
 ) -> Reach {
-    let roots = roots(ctx, keep, entrypoint, diag);
+    let (roots, kept) = roots(ctx, keep, entrypoint, diag);
     let mut uses: BTreeMap<String, Use> = BTreeMap::new();
     let mut absent: BTreeMap<String, Absent> = BTreeMap::new();
     let mut reference = None;
@@ -168,6 +170,7 @@ pub(super) fn reach(
         absent,
         version_needs,
         reference,
+        kept,
     }
 }
 
@@ -180,8 +183,9 @@ fn roots(
     keep: &KeepSet,
     entrypoint: Option<&str>,
     diag: &dyn Diagnostics,
-) -> BTreeSet<String> {
+) -> (BTreeSet<String>, BTreeMap<String, Arc<ElfInfo>>) {
     let mut roots = BTreeSet::new();
+    let mut kept = BTreeMap::new();
     if let Some(ep) = entrypoint {
         match crate::compat::locate_command(ctx.root, ep, None) {
             Ok(located) => roots.extend(located.elf),
@@ -197,17 +201,18 @@ fn roots(
         }
         let is_root = match info.kind {
             Kind::Exec | Kind::PieExec => true,
-            Kind::SharedLib => {
-                !in_loader_dir(ctx, &mut dirs, path, info)
-                    || keep.protects(path, &ctx.with_links(path))
+            Kind::SharedLib if !in_loader_dir(ctx, &mut dirs, path, info) => true,
+            Kind::SharedLib if keep.protects(path, &ctx.with_links(path)) => {
+                kept.insert(path.clone(), Arc::new(info.clone()));
+                true
             }
-            Kind::Relocatable | Kind::Other => false,
+            _ => false,
         };
         if is_root {
             roots.insert(path.clone());
         }
     }
-    roots
+    (roots, kept)
 }
 
 /// Whether the file's own directory is one the loader searches by name for

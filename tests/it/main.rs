@@ -5,5 +5,6 @@ mod debian;
 mod elf;
 mod elfstub;
 mod hostile;
+mod libmatch;
 mod platform;
 mod treeview;
