@@ -37,6 +37,7 @@ use crate::platform::{LibsInventory, Platform};
 mod apply;
 mod decide;
 mod device;
+mod forced;
 mod outcome;
 mod prune;
 mod walk;

@@ -4,7 +4,7 @@
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use bundlegen::compat::{self, Incompatible};
+use bundlegen::compat;
 use bundlegen::diag::{Collected, Silent};
 use bundlegen::elf;
 use bundlegen::libmatch::{self, Action, MatchOptions, MatchPlan, Mode};
@@ -13,20 +13,20 @@ use serde_json::json;
 
 use crate::elfstub::{Machine, Stub};
 
-const LD: &str = "/lib/ld-linux-aarch64.so.1";
+pub(crate) const LD: &str = "/lib/ld-linux-aarch64.so.1";
 
-struct Fixture {
+pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
-    root: PathBuf,
+    pub root: PathBuf,
     /// Outside the rootfs: must never change.
     canary: PathBuf,
 }
 
-fn vs(v: &[&str]) -> Vec<String> {
+pub(crate) fn vs(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
 }
 
-fn lib(
+pub(crate) fn lib(
     root: &Path,
     path: &str,
     soname: &str,
@@ -43,7 +43,13 @@ fn lib(
     s.write(&root.join(path.trim_start_matches('/')));
 }
 
-fn exe(root: &Path, machine: Machine, path: &str, needed: &[&str], verneeds: &[(&str, &[&str])]) {
+pub(crate) fn exe(
+    root: &Path,
+    machine: Machine,
+    path: &str,
+    needed: &[&str],
+    verneeds: &[(&str, &[&str])],
+) {
     let interp = match machine {
         Machine::X86_64 => "/lib64/ld-linux-x86-64.so.2",
         _ => LD,
@@ -58,7 +64,7 @@ fn exe(root: &Path, machine: Machine, path: &str, needed: &[&str], verneeds: &[(
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
-fn link(root: &Path, path: &str, target: &str) {
+pub(crate) fn link(root: &Path, path: &str, target: &str) {
     let p = root.join(path.trim_start_matches('/'));
     std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
     symlink(target, p).expect("symlink");
@@ -66,7 +72,7 @@ fn link(root: &Path, path: &str, target: &str) {
 
 /// A small aarch64 image: glibc in /lib, libz with its links, libfoo
 /// needing libbar, an unused library, libgcc_s, and /usr/bin/app.
-fn image(libc_defs: &[&str], app_glibc: &str) -> Fixture {
+pub(crate) fn image(libc_defs: &[&str], app_glibc: &str) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("rootfs");
     let canary = dir.path().join("canary");
@@ -240,7 +246,7 @@ fn device() -> LibsInventory {
     LibsInventory { libs }
 }
 
-fn platform(extra: serde_json::Value) -> Platform {
+pub(crate) fn platform(extra: serde_json::Value) -> Platform {
     let mut raw = json!({
         "platformName": "testboard", "os": "linux",
         "arch": {"arch": "aarch64", "variant": "v8"},
@@ -263,7 +269,7 @@ fn platform(extra: serde_json::Value) -> Platform {
     }
 }
 
-fn run(fx: &Fixture, p: &Platform, options: &MatchOptions) -> MatchPlan {
+pub(crate) fn run(fx: &Fixture, p: &Platform, options: &MatchOptions) -> MatchPlan {
     let scan = elf::scan(&fx.root, &Silent).expect("scan");
     libmatch::plan(
         &fx.root,
@@ -581,246 +587,6 @@ fn absolute_symlinks_are_resolved_in_the_rootfs_never_on_the_host() {
         std::fs::read(fx.canary.join("libcanary.so.1")).expect("canary"),
         b"host file"
     );
-}
-
-#[test]
-fn entrypoint_in_the_other_bin_directory_names_both_paths() {
-    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
-    exe(
-        &fx.root,
-        Machine::Aarch64,
-        "/usr/sbin/init",
-        &["libc.so.6"],
-        &[],
-    );
-    let p = platform(json!({}));
-    let scan = elf::scan(&fx.root, &Silent).expect("scan");
-    let plan = run(&fx, &p, &MatchOptions::default());
-    let err =
-        compat::check_entrypoint(&fx.root, &vs(&["/sbin/init"]), None, &p, &scan, &plan, None)
-            .expect_err("missing");
-    assert_eq!(
-        err.to_string(),
-        "entrypoint /sbin/init does not exist in the rootfs; /usr/sbin/init does: \
-         set OCI_IMAGE_ENTRYPOINT to it, or add a /sbin -> usr/sbin link"
-    );
-    assert!(matches!(err, Incompatible::EntrypointMissing { .. }));
-    let ok = compat::check_entrypoint(
-        &fx.root,
-        &vs(&["/usr/sbin/init"]),
-        None,
-        &p,
-        &scan,
-        &plan,
-        None,
-    )
-    .expect("present");
-    assert_eq!(ok.arch, "arm64");
-    assert_eq!(ok.interpreter.as_deref(), Some(LD));
-    // A bare name goes through PATH.
-    let ok = compat::check_entrypoint(&fx.root, &vs(&["app"]), None, &p, &scan, &plan, None)
-        .expect("in PATH");
-    assert_eq!(ok.located.path, "/usr/bin/app");
-    assert!(ok.libraries.contains(&"libz.so.1".to_owned()));
-}
-
-#[test]
-fn script_entrypoints_are_checked_through_their_interpreter() {
-    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
-    exe(&fx.root, Machine::Aarch64, "/bin/sh", &["libc.so.6"], &[]);
-    let script = fx.root.join("usr/bin/start.sh");
-    std::fs::write(&script, "#!/bin/sh -e\nexec app\n").expect("write");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let p = platform(json!({}));
-    let scan = elf::scan(&fx.root, &Silent).expect("scan");
-    let plan = run(&fx, &p, &MatchOptions::default());
-    let ok = compat::check_entrypoint(
-        &fx.root,
-        &vs(&["/usr/bin/start.sh"]),
-        None,
-        &p,
-        &scan,
-        &plan,
-        None,
-    )
-    .expect("script");
-    assert_eq!(ok.located.scripts, vs(&["/usr/bin/start.sh"]));
-    assert_eq!(ok.located.elf, vs(&["/bin/sh"]));
-
-    std::fs::write(&script, "#!/bin/bash\n").expect("write");
-    let err = compat::check_entrypoint(
-        &fx.root,
-        &vs(&["/usr/bin/start.sh"]),
-        None,
-        &p,
-        &scan,
-        &plan,
-        None,
-    )
-    .expect_err("no bash");
-    assert!(matches!(err, Incompatible::Script { .. }), "{err}");
-    let chain = format!("{:?}", anyhow_chain(&err));
-    assert!(chain.contains("/bin/bash"), "{chain}");
-
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let err = compat::check_entrypoint(
-        &fx.root,
-        &vs(&["/usr/bin/start.sh"]),
-        None,
-        &p,
-        &scan,
-        &plan,
-        None,
-    )
-    .expect_err("not executable");
-    assert!(matches!(err, Incompatible::NotExecutable { .. }), "{err}");
-}
-
-fn anyhow_chain(e: &dyn std::error::Error) -> Vec<String> {
-    let mut out = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push(c.to_string());
-        cur = c.source();
-    }
-    out
-}
-
-#[test]
-fn entrypoint_of_the_wrong_architecture_or_missing_libraries_is_refused() {
-    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
-    exe(
-        &fx.root,
-        Machine::X86_64,
-        "/usr/bin/x86app",
-        &["libc.so.6"],
-        &[],
-    );
-    exe(
-        &fx.root,
-        Machine::Aarch64,
-        "/usr/bin/broken",
-        &["libmissing.so.9"],
-        &[],
-    );
-    let p = platform(json!({}));
-    let scan = elf::scan(&fx.root, &Silent).expect("scan");
-    let plan = run(&fx, &p, &MatchOptions::default());
-    let err = compat::check_entrypoint(
-        &fx.root,
-        &vs(&["/usr/bin/x86app"]),
-        None,
-        &p,
-        &scan,
-        &plan,
-        None,
-    )
-    .expect_err("wrong arch");
-    assert!(
-        err.to_string().contains("x86_64") && err.to_string().contains("arm64"),
-        "{err}"
-    );
-    let err = compat::check_entrypoint(
-        &fx.root,
-        &vs(&["/usr/bin/broken"]),
-        None,
-        &p,
-        &scan,
-        &plan,
-        None,
-    )
-    .expect_err("missing lib");
-    assert!(err.to_string().contains("libmissing.so.9"), "{err}");
-    // After apply, the libraries taken from the device are provided by mounts.
-    libmatch::apply(&fx.root, &plan).expect("apply");
-    let scan = elf::scan(&fx.root, &Silent).expect("scan");
-    compat::check_entrypoint(
-        &fx.root,
-        &vs(&["/usr/bin/app"]),
-        None,
-        &p,
-        &scan,
-        &plan,
-        None,
-    )
-    .expect("after apply");
-}
-
-fn resolved(arch: &str, variant: Option<&str>) -> bundlegen::image::ResolvedImage {
-    use bundlegen::image::{Digest, spec};
-    let digest = Digest::parse(&format!("sha256:{}", "0".repeat(64))).expect("digest");
-    let config: spec::ImageConfig = serde_json::from_value(
-        json!({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}),
-    )
-    .expect("config");
-    bundlegen::image::ResolvedImage {
-        name: "test".into(),
-        manifest_digest: digest.clone(),
-        manifest_media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-        tag: None,
-        platform: spec::Platform {
-            architecture: arch.into(),
-            os: "linux".into(),
-            variant: variant.map(str::to_owned),
-        },
-        config,
-        config_digest: digest,
-        config_bytes: Vec::new(),
-        layers: Vec::new(),
-    }
-}
-
-#[test]
-fn platform_checks_name_the_cause() {
-    let p = platform(json!({}));
-    let app = json!({"id": "com.x", "graphics": true, "network": {"type": "open"},
-        "resources": {"ram": "128M"}, "features": ["DeviceInfo"],
-        "storage": {"persistent": [{"size": "60M", "path": "/home/private"}], "temp": [{"size": "10M", "path": "/tmp"}]},
-        "display": {"resolution": "1920x1080"}, "rdk": {"minVersion": "2024Q1"}});
-    let diag = Collected::default();
-    compat::check_platform(&p, &resolved("arm64", Some("v8")), &app, &diag).expect("compatible");
-    let fails = |img: &bundlegen::image::ResolvedImage, patch: serde_json::Value| {
-        let mut a = app.clone();
-        bundlegen::platform::merge_patch(&mut a, &patch);
-        compat::check_platform(&p, img, &a, &Silent)
-            .expect_err("incompatible")
-            .to_string()
-    };
-    let arm64 = resolved("arm64", None);
-    assert!(fails(&resolved("amd64", None), json!({})).contains("amd64"));
-    assert!(fails(&resolved("arm", Some("v7")), json!({})).contains("arm"));
-    assert!(fails(&arm64, json!({"features": ["Netflix"]})).contains("Netflix"));
-    assert!(fails(&arm64, json!({"network": {"type": "private"}})).contains("private"));
-    assert!(fails(&arm64, json!({"resources": {"ram": "512M"}})).contains("512M"));
-    assert!(
-        fails(
-            &arm64,
-            json!({"storage": {"persistent": [{"size": "120M", "path": "/p"}]}})
-        )
-        .contains("maxSize")
-    );
-    let two = json!({"storage": {"persistent": [{"size": "80M", "path": "/a"}, {"size": "80M", "path": "/b"}]}});
-    assert!(fails(&arm64, two).contains("maxTotalSize"));
-    assert!(fails(&arm64, json!({"display": {"resolution": "3840x2160"}})).contains("3840x2160"));
-    assert!(fails(&arm64, json!({"rdk": {"minVersion": "2025Q1"}})).contains("2025Q1"));
-    let no_gfx = platform(json!({"hardware": {"graphics": false}}));
-    let err = compat::check_platform(&no_gfx, &arm64, &app, &Silent).expect_err("no graphics");
-    assert!(matches!(err, Incompatible::Graphics));
-    let err = compat::check_platform(&p, &arm64, &json!({"resources": {"ram": "lots"}}), &Silent)
-        .expect_err("bad");
-    assert!(
-        err.is_bad_input() && err.to_string().contains("resources.ram"),
-        "{err}"
-    );
-    // A 32-bit ARM platform refuses arm64 images and newer ARM variants.
-    let arm = platform(json!({"arch": {"arch": "arm", "variant": "v7"}}));
-    assert!(
-        compat::check_platform(&arm, &resolved("arm", Some("v7")), &json!({}), &Silent).is_ok()
-    );
-    assert!(
-        compat::check_platform(&arm, &resolved("arm", Some("v8")), &json!({}), &Silent).is_err()
-    );
-    assert!(compat::check_platform(&arm, &arm64, &json!({}), &Silent).is_err());
 }
 
 // ---- real content: this machine's curl ----

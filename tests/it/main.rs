@@ -1,6 +1,7 @@
 //! The integration-test binary: one binary for every integration test.
 
 mod builder;
+mod compat;
 mod debian;
 mod elf;
 mod elfstub;
