@@ -7,5 +7,6 @@ mod elf;
 mod elfstub;
 mod hostile;
 mod libmatch;
+mod libmatch_host;
 mod platform;
 mod treeview;
