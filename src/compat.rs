@@ -158,10 +158,12 @@ pub enum Incompatible {
 impl Incompatible {
     /// Whether the input is malformed (exit 1) rather than incompatible (exit 2).
     pub fn is_bad_input(&self) -> bool {
-        matches!(
-            self,
-            Incompatible::BadMetadata { .. } | Incompatible::Read { .. }
-        )
+        matches!(self, Incompatible::BadMetadata { .. })
+    }
+
+    /// Whether reading the rootfs failed (exit 3).
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Incompatible::Read { .. })
     }
 }
 
