@@ -582,7 +582,11 @@ impl<'d, 'r> Decider<'d, 'r> {
 
     /// Whether the glibc family comes from the device.
     pub fn family_moved(&self) -> bool {
-        let mut family = self.cands.iter().filter(|c| c.family).peekable();
+        let mut family = self
+            .cands
+            .iter()
+            .filter(|c| c.family && !matches!(c.verdict, Verdict::Remove(_)))
+            .peekable();
         family.peek().is_some() && family.all(Cand::is_device)
     }
 }
