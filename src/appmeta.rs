@@ -108,6 +108,10 @@ pub struct AppMetadata {
     pub oomcrash: Option<Enable>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Capabilities>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rdk: Option<AppRdk>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display: Option<AppDisplay>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -184,6 +188,24 @@ struct Raw {
     minidump: Option<Enable>,
     oomcrash: Option<Enable>,
     capabilities: Option<Capabilities>,
+    rdk: Option<AppRdk>,
+    display: Option<AppDisplay>,
+}
+
+/// Our extension: the RDK version the app needs (checked by `compat`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppRdk {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_version: Option<String>,
+}
+
+/// Our extension: the display mode the app needs (`WxH[@Hz]`), checked
+/// against the platform's `display.resolutions`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct AppDisplay {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
 }
 
 impl AppMetadata {
@@ -287,6 +309,8 @@ impl AppMetadata {
             minidump: raw.minidump,
             oomcrash: raw.oomcrash,
             capabilities: raw.capabilities,
+            rdk: raw.rdk,
+            display: raw.display,
             source: path,
         };
         meta.check_paths()?;

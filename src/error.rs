@@ -1,8 +1,10 @@
 //! The library's errors, one enum per stage, gathered here so that callers
 //! can classify any of them.
 
+pub use crate::compat::Incompatible;
 pub use crate::image::ImageError;
 pub use crate::layers::FlattenError;
+pub use crate::libmatch::LibMatchError;
 pub use crate::platform::PlatformError;
 pub use crate::staging::StagingError;
 
@@ -27,6 +29,10 @@ pub enum Error {
     Staging(#[from] StagingError),
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    #[error(transparent)]
+    LibMatch(#[from] LibMatchError),
+    #[error(transparent)]
+    Incompatible(#[from] Incompatible),
 }
 
 impl Error {
@@ -39,6 +45,11 @@ impl Error {
             Error::Staging(StagingError::Io { .. }) => Category::Failed,
             Error::Staging(_) => Category::BadInput,
             Error::Platform(_) => Category::BadInput,
+            Error::LibMatch(e) if e.is_bad_input() => Category::BadInput,
+            Error::LibMatch(_) => Category::Failed,
+            Error::Incompatible(e) if e.is_bad_input() => Category::BadInput,
+            Error::Incompatible(e) if e.is_failure() => Category::Failed,
+            Error::Incompatible(_) => Category::Incompatible,
         }
     }
 }

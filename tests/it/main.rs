@@ -1,10 +1,13 @@
 //! The integration-test binary: one binary for every integration test.
 
 mod builder;
+mod compat;
 mod config;
 mod debian;
 mod elf;
 mod elfstub;
 mod hostile;
+mod libmatch;
+mod libmatch_host;
 mod platform;
 mod treeview;
