@@ -1,9 +1,3 @@
 //! The integration-test binary: one binary for every integration test.
 
-mod builder;
-mod debian;
-mod elf;
-mod elfstub;
-mod hostile;
-mod platform;
-mod treeview;
+mod archive;
