@@ -240,7 +240,8 @@ pub fn check_platform(
     check_resolution(platform, app, diag)
 }
 
-fn check_arch(
+/// The image's architecture (and variant) against the platform's.
+pub fn check_arch(
     platform: &Platform,
     image: &ResolvedImage,
     diag: &dyn Diagnostics,

@@ -73,7 +73,7 @@ pub struct Report {
     pub image: ImageSummary,
     pub mode: &'static str,
     pub bundle: PathBuf,
-    pub entrypoint: Vec<String>,
+    pub entrypoint: compat::EntrypointInfo,
     pub libraries: libmatch::MatchPlan,
     pub bytes: Bytes,
     pub files: Files,
@@ -148,7 +148,7 @@ pub fn generate(
 ) -> Result<Report, Error> {
     let diag = Tee::new(diag);
     let platform = opts.platform;
-    compat::check_image_arch(platform, image)?;
+    compat::check_arch(platform, image, &diag)?;
 
     let staging = Staging::new(outputdir, opts.overwrite)?;
     let rootfs = staging.path().join("rootfs");
@@ -156,13 +156,15 @@ pub fn generate(
     let flattened = layers::flatten(source, image, &rootfs, &opts.flatten, &diag)?;
 
     let app = load_app(&rootfs, image, opts, &diag)?;
-    compat::check_platform(platform, image, &app, &diag)?;
+    let app_json = serde_json::to_value(&app).map_err(|e| Error::Output { path: rootfs.clone(), source: std::io::Error::other(e) })?;
+    compat::check_platform(platform, image, &app_json, &diag)?;
 
     diag.progress(Progress::Begin { step: "analysing ELF files".into(), total: None, unit: Unit::Items });
     let scan = elf::scan(&rootfs, &diag).map_err(|source| Error::Output { path: rootfs.clone(), source })?;
     diag.progress(Progress::End);
     let command = command_of(image);
-    let plan = libmatch::plan(&rootfs, &scan, platform, platform.libs.as_ref(), command.first().map(String::as_str), &opts.matching, &diag)?;
+    let matching = MatchOptions { graphics: app.graphics, ..opts.matching.clone() };
+    let plan = libmatch::plan(&rootfs, &scan, platform, platform.libs.as_ref(), command.first().map(String::as_str), &matching, &diag)?;
     let entrypoint = compat::check_entrypoint(&rootfs, &command, path_env(image).as_deref(), platform, &scan, &plan, platform.libs.as_ref())?;
     let removed = libmatch::apply(&rootfs, &plan)?;
 
@@ -202,7 +204,7 @@ pub fn generate(
     let bundle_bytes = flattened.stats.bytes.saturating_sub(removed.bytes_removed);
     staging.commit()?;
 
-    let archive_opts = archive_options(platform, &built, &flattened.recorded, opts);
+    let archive_opts = archive_options(platform, &built, &flattened.recorded, opts)?;
     let archive = match (opts.archive, archive_path(outputdir, opts.archive)) {
         (ArchiveKind::Tar(_), Some(out)) => Some(archive::write_tar(outputdir, &out, &archive_opts)?),
         (ArchiveKind::Ipk, Some(out)) => {
@@ -245,7 +247,7 @@ pub fn generate(
             Mode::Crun => "crun",
         },
         bundle: outputdir.to_owned(),
-        entrypoint: entrypoint.args,
+        entrypoint,
         libraries: plan,
         bytes: Bytes { image: flattened.stats.bytes, removed: removed.bytes_removed, bundle: bundle_bytes },
         files: Files { image: flattened.stats.files, removed: removed.files_removed },
@@ -271,7 +273,7 @@ fn load_app(rootfs: &Path, image: &ResolvedImage, opts: &GenerateOptions<'_>, di
             }
             let bytes = std::fs::read(&in_image).map_err(|source| Error::Output { path: in_image.clone(), source })?;
             let name = format!("{}:/{IMAGE_APPMETADATA}", image.name);
-            AppMetadata::parse(&bytes, Path::new(&name), opts.strict, diag)?
+            AppMetadata::parse(&bytes, &name, opts.strict, diag)?
         }
     };
     // BundleGen removes the image's copy from the bundle in either case.
@@ -300,20 +302,29 @@ fn archive_options<'a>(
     built: &config::BuiltConfig,
     recorded: &'a BTreeMap<PathBuf, layers::RecordedMeta>,
     opts: &GenerateOptions<'_>,
-) -> ArchiveOptions<'a> {
+) -> Result<ArchiveOptions<'a>, Error> {
     let tarball = platform.spec.tarball.as_ref();
     let compression = match opts.archive {
         ArchiveKind::Tar(c) => c,
         _ => Compression::Gzip,
     };
-    ArchiveOptions {
+    let file_mask = match tarball.and_then(|t| t.file_mask.as_deref()) {
+        None => None,
+        Some(text) => Some(u32::from_str_radix(text.trim().trim_start_matches("0o"), 8).ok().filter(|m| *m <= 0o777).ok_or_else(|| {
+            config::ConfigError::Invalid {
+                subject: format!("platform {}: tarball.fileMask", platform.name),
+                message: format!("{text:?} is not an octal permission mask such as \"770\""),
+            }
+        })?),
+    };
+    Ok(ArchiveOptions {
         compression,
         level: None,
         source_date_epoch: opts.source_date_epoch,
         threads: opts.threads,
         owner: tarball.and_then(|t| t.file_ownership_same_as_user).unwrap_or(false).then_some(built.user),
-        file_mask: tarball.and_then(|t| t.file_mask),
+        file_mask,
         recorded,
         rootless: opts.flatten.rootless,
-    }
+    })
 }

@@ -1,5 +1,6 @@
 //! The integration-test binary: one binary for every integration test.
 
+mod archive;
 mod builder;
 mod compat;
 mod config;
