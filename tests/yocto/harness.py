@@ -148,12 +148,16 @@ class Build:
         if not d.getVarFlag(task, "task", False):
             raise BitbakeError("%s has no task %s" % (pn, task))
         bb.parse.siggen.setup_datacache_from_datastore(vfn, d)
-        old = os.getcwd()
+        old, stdin = os.getcwd(), sys.stdin
         self.capture.messages.clear()
         try:
             os.chdir(self.topdir)
+            # Tasks run with stdin on /dev/null, as bitbake-worker runs them.
+            sys.stdin = open(os.devnull)
             rc = bb.build.exec_task(vfn, task, d)
         finally:
+            sys.stdin.close()
+            sys.stdin = stdin
             os.chdir(old)
         if rc != 0:
             log = pathlib.Path(d.getVar("T")) / ("log." + task)

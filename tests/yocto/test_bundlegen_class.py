@@ -59,8 +59,8 @@ def test_bad_choice_values(build):
 def test_builtin_platform_list_matches_the_tool(build, tool):
     listed = json.loads(subprocess.run([tool, "platform", "list", "--json"], check=True,
                                        stdout=subprocess.PIPE, text=True).stdout)
-    names = sorted(p["name"] for p in listed if p.get("builtin", p.get("source") == "builtin"))
-    assert names == sorted(build().data.getVar("BUNDLEGEN_BUILTIN_PLATFORMS").split())
+    names = sorted(p["name"] for p in listed if p["source"] == "builtin")
+    assert names == sorted(build().d(APP).getVar("BUNDLEGEN_BUILTIN_PLATFORMS").split())
 
 
 # Task graph ---------------------------------------------------------------
