@@ -138,9 +138,18 @@ def test_incompatible_bundle_fails_clearly(build, generate):
 # Host side ---------------------------------------------------------------
 
 def test_host_side_installs_bundles_accounts_and_units(build, generate):
-    b = build('BUNDLEGEN_CONTAINERS:pn-%s = "%s:crun:always %s:appid=second:dobby"\n' % (DEVICE, APP, APP))
+    # The container is multi-layer, as meta-bundlegen's demo.
+    b = build('BUNDLEGEN_CONTAINERS:pn-%s = "%s:crun:always %s:appid=second:dobby"\n'
+              'OCI_LAYER_MODE:pn-%s = "multi"\n'
+              'OCI_LAYERS:pn-%s = "base:directories:lib+lib64+bin+usr/lib+usr/lib64 '
+              'app:files:usr/bin/hello+appmetadata.json"\n' % (DEVICE, APP, APP, APP, APP))
     b.run(DEVICE, "do_image_complete")
     assert b.done[(APP, "do_image_complete")], "the container image was built first"
+    index = json.load(open(os.path.join(deploy(b, APP), "%s-latest-oci/index.json" % APP)))
+    manifest_digest = index["manifests"][0]["digest"].split(":")[1]
+    layout = os.path.join(deploy(b, APP), "%s-latest-oci" % APP)
+    manifest = json.load(open(os.path.join(layout, "blobs/sha256", manifest_digest)))
+    assert len(manifest["layers"]) == 2
     d = b.d(DEVICE)
     rootfs = d.getVar("IMAGE_ROOTFS")
     base = rootfs + "/var/lib/bundlegen"

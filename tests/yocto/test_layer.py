@@ -53,3 +53,15 @@ def test_rust_version_fits_the_supported_releases():
     cargo = tomllib.loads((harness.REPO / "Cargo.toml").read_text())
     version = tuple(int(x) for x in cargo["package"]["rust-version"].split("."))
     assert version <= (1, 90), version
+
+
+def test_every_class_variable_is_documented():
+    text = (harness.REPO / "classes" / "bundlegen.bbclass").read_text()
+    variables = set(re.findall(r"^(BUNDLEGEN_[A-Z_]+) \?\??=", text, re.M))
+    docs = (harness.REPO / "docs" / "yocto.md").read_text()
+    assert len(variables) >= 19
+    assert [v for v in sorted(variables) if "`%s`" % v not in docs] == []
+    # and each has a comment saying its format and default
+    for v in variables:
+        before = text[:text.index("\n%s " % v)].rsplit("\n\n", 1)[-1]
+        assert "Default" in before, v
