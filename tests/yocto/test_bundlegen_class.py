@@ -1,0 +1,224 @@
+# SPDX-License-Identifier: Apache-2.0
+"""bundlegen.bbclass: parse-time checks, the container, host and BSP sides run
+as bitbake tasks, and what goes into the task signatures."""
+
+import json
+import os
+import subprocess
+import tarfile
+
+import pytest
+
+import harness
+
+APP = "harness-app-container"
+DEVICE = "harness-device-image"
+
+
+def deploy(b, pn):
+    return b.d(pn).getVar("DEPLOY_DIR_IMAGE")
+
+
+# Parse-time errors: each names the variable and the fix -----------------
+
+def test_oci_missing_from_image_fstypes(build):
+    with pytest.raises(harness.BitbakeError) as e:
+        build('BUNDLEGEN_PLATFORMS:pn-harness-plain-container = "qemux86-64"\n')
+    msg = str(e.value)
+    assert "BUNDLEGEN_PLATFORMS" in msg and "'oci' is not in IMAGE_FSTYPES" in msg
+    assert 'fix: add IMAGE_FSTYPES += "oci"' in msg
+
+
+def test_unknown_platform(build, platform_dir):
+    with pytest.raises(harness.BitbakeError) as e:
+        build('BUNDLEGEN_PLATFORMS:pn-%s = "qemux86-64 nosuchboard"\n'
+              'BUNDLEGEN_PLATFORM_SEARCHPATH = "%s"\n' % (APP, platform_dir))
+    msg = str(e.value)
+    assert "BUNDLEGEN_PLATFORMS: unknown platform 'nosuchboard'" in msg
+    assert "fix: add the directory holding nosuchboard.json to BUNDLEGEN_PLATFORM_SEARCHPATH" in msg
+
+
+def test_unknown_container_option(build):
+    with pytest.raises(harness.BitbakeError) as e:
+        build('BUNDLEGEN_CONTAINERS:pn-%s = "%s:crun:autostrat"\n' % (DEVICE, APP))
+    msg = str(e.value)
+    assert "BUNDLEGEN_CONTAINERS: entry '%s:crun:autostrat': unknown option 'autostrat'" % APP in msg
+    assert "fix: use only these options: dobby | crun | runc, autostart" in msg
+
+
+def test_restart_policy_needs_crun_or_runc(build):
+    with pytest.raises(harness.BitbakeError, match="restart policy 'on-failure' needs crun or runc"):
+        build('BUNDLEGEN_CONTAINERS:pn-%s = "%s:dobby:on-failure"\n' % (DEVICE, APP))
+
+
+def test_bad_choice_values(build):
+    with pytest.raises(harness.BitbakeError, match=r"BUNDLEGEN_COMPRESSION: 'lz4' is not one of: gzip zstd none"):
+        build('BUNDLEGEN_PLATFORMS:pn-%s = "qemux86-64"\nBUNDLEGEN_COMPRESSION = "lz4"\n' % APP)
+
+
+def test_builtin_platform_list_matches_the_tool(build, tool):
+    listed = json.loads(subprocess.run([tool, "platform", "list", "--json"], check=True,
+                                       stdout=subprocess.PIPE, text=True).stdout)
+    names = sorted(p["name"] for p in listed if p["source"] == "builtin")
+    assert names == sorted(build().d(APP).getVar("BUNDLEGEN_BUILTIN_PLATFORMS").split())
+
+
+# Task graph ---------------------------------------------------------------
+
+def test_container_side_task_sits_between_oci_and_complete(build):
+    b = build('BUNDLEGEN_PLATFORMS:pn-%s = "qemux86-64"\n' % APP)
+    d = b.d(APP)
+    assert "do_image_oci" in d.getVarFlag("do_bundlegen_bundles", "deps", False)
+    assert "do_bundlegen_bundles" in d.getVarFlag("do_image_complete", "deps", False)
+    assert ("bundlegen-native", "do_populate_sysroot") in b.task_deps(APP, "do_bundlegen_bundles")
+    assert "bundlegen-native" in d.getVar("DEPENDS").split()
+
+
+def test_unused_class_adds_no_task(build):
+    b = build()
+    assert "do_bundlegen_bundles" not in b.tasks(APP)
+    assert "bundlegen_install_containers" not in (b.d(DEVICE).getVar("ROOTFS_POSTPROCESS_COMMAND") or "")
+
+
+def test_host_side_dependencies(build):
+    b = build('BUNDLEGEN_CONTAINERS:pn-%s = "%s:crun:always"\n' % (DEVICE, APP))
+    deps = b.task_deps(DEVICE, "do_rootfs")
+    assert (APP, "do_image_complete") in deps and ("bundlegen-native", "do_populate_sysroot") in deps
+    assert "crun" in b.d(DEVICE).getVar("IMAGE_INSTALL").split()
+
+
+# BSP side (needs only `bundlegen platform init`) -------------------------
+
+def test_bsp_side_deploys_the_machine_platform(build, tool):
+    b = build('BUNDLEGEN_DEPLOY_PLATFORM:pn-%s = "1"\n' % DEVICE)
+    b.run(DEVICE, "do_image_complete")
+    out = deploy(b, DEVICE)
+    template = os.path.join(out, "qemux86-64.json")
+    libs = os.path.join(out, "qemux86-64_libs.json")
+    assert json.load(open(template))["platformName"] == "qemux86-64"
+    names = {lib["name"] for lib in json.load(open(libs))["libs"]}
+    assert any(n.endswith("/libc.so.6") for n in names), names
+    subprocess.run([tool, "platform", "validate", template, libs], check=True)
+
+
+# Container side ----------------------------------------------------------
+
+def test_container_side_writes_bundles_and_reports(build, generate, platform_dir):
+    b = build('BUNDLEGEN_PLATFORMS:pn-%s = "qemux86-64 testdev"\n'
+              'BUNDLEGEN_PLATFORM_SEARCHPATH = "%s"\n'
+              'BUNDLEGEN_RUNTIME = "crun"\n' % (APP, platform_dir))
+    b.run(APP, "do_image_complete")
+    out = deploy(b, APP)
+    for platform in ("qemux86-64", "testdev"):
+        link = os.path.join(out, "%s-qemux86-64-bundle-%s.tar.gz" % (APP, platform))
+        assert os.path.islink(link), sorted(os.listdir(out))
+        assert os.readlink(link) == "%s-qemux86-64-20240101000000-bundle-%s.tar.gz" % (APP, platform)
+        json.load(open(os.path.join(out, "%s-qemux86-64-bundle-%s.report.json" % (APP, platform))))
+        with tarfile.open(link) as tar:
+            members = {m.name.lstrip("./"): m for m in tar.getmembers()}
+            assert "config.json" in members
+            assert any(n.endswith("usr/bin/hello") for n in members)
+            # SOURCE_DATE_EPOCH reached bundlegen.
+            assert {m.mtime for m in members.values()} == {1700000000}
+            config = json.load(tar.extractfile(members["config.json"]))
+            assert config["ociVersion"] == "1.0.2"
+            assert config["process"]["args"][0] == "/usr/bin/hello"
+
+
+def test_incompatible_bundle_fails_clearly(build, generate):
+    b = build('BUNDLEGEN_PLATFORMS:pn-%s = "qemux86-64"\n'
+              'OCI_IMAGE_ARCH:pn-%s = "arm64"\n' % (APP, APP))
+    with pytest.raises(harness.BitbakeError) as e:
+        b.run(APP, "do_image_complete")
+    msg = str(e.value)
+    assert "BUNDLEGEN_PLATFORMS: %s on platform qemux86-64 is not compatible with the device" % APP in msg
+    assert "fix:" in msg
+
+
+# Host side ---------------------------------------------------------------
+
+def test_host_side_installs_bundles_accounts_and_units(build, generate):
+    # The container is multi-layer, as meta-bundlegen's demo.
+    b = build('BUNDLEGEN_CONTAINERS:pn-%s = "%s:crun:always %s:appid=second:dobby"\n'
+              'OCI_LAYER_MODE:pn-%s = "multi"\n'
+              'OCI_LAYERS:pn-%s = "base:directories:lib+lib64+bin+usr/lib+usr/lib64 '
+              'app:files:usr/bin/hello+appmetadata.json"\n' % (DEVICE, APP, APP, APP, APP))
+    b.run(DEVICE, "do_image_complete")
+    assert b.done[(APP, "do_image_complete")], "the container image was built first"
+    index = json.load(open(os.path.join(deploy(b, APP), "%s-latest-oci/index.json" % APP)))
+    manifest_digest = index["manifests"][0]["digest"].split(":")[1]
+    layout = os.path.join(deploy(b, APP), "%s-latest-oci" % APP)
+    manifest = json.load(open(os.path.join(layout, "blobs/sha256", manifest_digest)))
+    assert len(manifest["layers"]) == 2
+    d = b.d(DEVICE)
+    rootfs = d.getVar("IMAGE_ROOTFS")
+    base = rootfs + "/var/lib/bundlegen"
+
+    config = json.load(open(base + "/%s/config.json" % APP))
+    assert config["process"]["user"]["uid"] == 30000 and config["process"]["user"]["gid"] == 30000
+    assert os.path.isfile(base + "/%s/rootfs/usr/bin/hello" % APP)
+    second = json.load(open(base + "/second/config.json"))
+    assert second["process"]["user"]["uid"] == 30001
+    assert second["ociVersion"] == "1.0.2-dobby"
+
+    unit = open(rootfs + "/lib/systemd/system/bundlegen-%s.service" % APP).read()
+    assert "ExecStart=/usr/bin/crun run --bundle /var/lib/bundlegen/%s %s" % (APP, APP) in unit
+    assert "Restart=always" in unit
+    wants = rootfs + "/etc/systemd/system/multi-user.target.wants/bundlegen-%s.service" % APP
+    assert os.readlink(wants) == "/lib/systemd/system/bundlegen-%s.service" % APP
+    assert not os.path.exists(rootfs + "/lib/systemd/system/bundlegen-second.service")
+    assert "app-%s:x:30000:30000:" % APP in open(rootfs + "/etc/passwd").read()
+
+    # The device platform was generated from the rootfs itself.
+    platform = os.path.join(d.getVar("WORKDIR"), "bundlegen/host/platform/qemux86-64_libs.json")
+    assert any(lib["name"].endswith("/libc.so.6") for lib in json.load(open(platform))["libs"])
+    assert os.path.isfile(os.path.join(deploy(b, DEVICE), "%s-qemux86-64-bundle-%s.report.json" % (DEVICE, APP)))
+
+
+# Signatures --------------------------------------------------------------
+
+SIGNED_TASKS = {
+    "do_bundlegen_bundles": (APP, 'BUNDLEGEN_PLATFORMS:pn-%s = "qemux86-64"\n' % APP),
+    "do_rootfs": (DEVICE, 'BUNDLEGEN_CONTAINERS:pn-%s = "%s:crun"\n' % (DEVICE, APP)),
+    "do_bundlegen_platform": (DEVICE, 'BUNDLEGEN_DEPLOY_PLATFORM:pn-%s = "1"\n' % DEVICE),
+}
+
+
+@pytest.mark.parametrize("task", sorted(SIGNED_TASKS))
+def test_every_bundlegen_variable_is_in_the_signature(build, task):
+    pn, conf = SIGNED_TASKS[task]
+    b = build(conf)
+    names = b.d(pn).getVar("BUNDLEGEN_SIGNATURE_VARS").split()
+    documented = {line.split()[0] for line in open(harness.REPO / "classes/bundlegen.bbclass")
+                  if line.startswith("BUNDLEGEN_") and ("?=" in line or "??=" in line)}
+    assert documented <= set(names)
+    missing = set(names) - b.vardeps(pn, task)
+    assert not missing
+
+
+@pytest.mark.parametrize("var,value", [("BUNDLEGEN_COMPRESSION", "zstd"), ("BUNDLEGEN_RUNTIME", "crun"),
+                                       ("BUNDLEGEN_LIBMATCHING", "host"), ("BUNDLEGEN_STRICT", "0")])
+def test_a_changed_value_changes_the_task_hash(tmp_path, build, var, value):
+    conf = SIGNED_TASKS["do_bundlegen_bundles"][1]
+    a = build(conf, topdir=tmp_path / "a")
+    b = build(conf + '%s = "%s"\n' % (var, value), topdir=tmp_path / "b")
+    assert a.basehash(APP, "do_bundlegen_bundles") != b.basehash(APP, "do_bundlegen_bundles")
+
+
+def test_platform_files_are_in_the_task_hash_and_paths_are_not(tmp_path, build, device_rootfs, tool):
+    """Two builders with the layer and templates in different places share
+    the hash; a changed template changes it."""
+    hashes = []
+    for name in ("one", "two"):
+        search = tmp_path / name / "platforms"
+        subprocess.run([tool, "platform", "init", "--rootfs", str(device_rootfs), "--name", "testdev",
+                        "-o", str(search)], check=True)
+        b = build('BUNDLEGEN_PLATFORMS:pn-%s = "testdev"\nBUNDLEGEN_PLATFORM_SEARCHPATH = "%s"\n'
+                  % (APP, search), topdir=tmp_path / name / "build")
+        hashes.append(b.taskhash(APP, "do_bundlegen_bundles"))
+    assert hashes[0] == hashes[1]
+    template = search / "testdev.json"
+    data = json.load(open(template))
+    data["hostname"] = "changed"
+    template.write_text(json.dumps(data))
+    assert b.taskhash(APP, "do_bundlegen_bundles") != hashes[1]
