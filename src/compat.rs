@@ -222,7 +222,9 @@ pub fn check_platform(
             .as_ref()
             .and_then(|n| n.options.clone())
             .unwrap_or_default();
-        if !options.contains(&wanted) {
+        // `none` (no network at all, as Dobby's networking plugin calls
+        // it) needs nothing from the device.
+        if wanted != "none" && !options.contains(&wanted) {
             return Err(Incompatible::Network { wanted, options });
         }
     }

@@ -140,14 +140,16 @@ pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
     let reference = ImageRef::parse(&args.image).map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
     let source = OpenImage::open(&reference, &OpenOptions { creds: args.creds.clone(), temp_dir: None })
         .map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
-    let image = source
-        .resolve(&Selector {
-            tag: reference.tag().map(str::to_owned),
-            arch: platform.oci_arch().map(str::to_owned),
-            variant: None,
-            os: None,
-        })
-        .map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
+    // Pick the platform's architecture from a multi-platform image; a
+    // single-platform image of another architecture is resolved anyway so
+    // that the compatibility check reports it (exit 2), not "no match".
+    let selector = Selector { tag: reference.tag().map(str::to_owned), arch: platform.oci_arch().map(str::to_owned), variant: None, os: None };
+    let image = match source.resolve(&selector) {
+        Ok(image) => image,
+        Err(first) => source
+            .resolve(&Selector { arch: None, ..selector })
+            .map_err(|_| Failure::from(bundlegen::error::Error::from(first)))?,
+    };
 
     let archive = if args.no_archive {
         ArchiveKind::None
