@@ -416,6 +416,8 @@ mod tests {
             diffs,
             vec![
                 Difference::Content("d/f".into(), "first at byte 3".into()),
+                // d/g is the same inode as d/f.
+                Difference::Content("d/g".into(), "first at byte 3".into()),
                 Difference::Kind("d/l".into(), Kind::Symlink, Kind::Dir),
             ]
         );
