@@ -20,3 +20,4 @@ pub mod ldso;
 pub mod platform;
 pub mod rootfs;
 pub mod size;
+pub mod staging;

@@ -1,0 +1,655 @@
+//! Applying one tar entry at a time to a rootfs, with the semantics of a
+//! container runtime's layer applier (OCI image-spec "Applying Changesets").
+//!
+//! Paths are resolved inside the root by [`Walker`]; the final component is
+//! never followed. Directory metadata is applied at the end, deepest first,
+//! so that writing children neither changes a directory's mtime afterwards
+//! nor fails on a read-only or mode-0000 directory.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::{CStr, OsString};
+use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use super::tarstream::{EntryHeader, Kind};
+use super::{FlattenError, FlattenOptions, LayerId, RecordedMeta, Stats};
+use crate::diag::{Diagnostics, Warning};
+use crate::rootfs::{self, Dir, Missing, Walker, cstr, lstat_at};
+
+/// The latest time we write: 9999-12-31T23:59:59Z.
+const MAX_MTIME: i64 = 253_402_300_799;
+const OPAQUE: &[u8] = b".wh..wh..opq";
+const WHITEOUT: &[u8] = b".wh.";
+const AUFS_META: &[u8] = b".wh..wh.";
+
+#[derive(Debug, Clone, Copy)]
+struct DirMeta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+}
+
+/// A regular file being written; the caller streams its data into `file`
+/// and hands it back to [`Applier::finish_file`].
+pub(super) struct PendingFile {
+    pub file: File,
+}
+
+pub(super) struct Applier<'a> {
+    walker: Walker,
+    options: &'a FlattenOptions,
+    diag: &'a dyn Diagnostics,
+    /// Apply ownership and create device nodes (root, or pseudo's fake root).
+    privileged: bool,
+    layer: LayerId,
+    /// Physical paths written by the current layer (128-bit hashes): a
+    /// whiteout or opaque marker never removes what its own layer added.
+    layer_paths: HashSet<u128, FixedState>,
+    dir_meta: BTreeMap<PathBuf, DirMeta>,
+    pub recorded: BTreeMap<PathBuf, RecordedMeta>,
+    pub stats: Stats,
+    xattr_unsupported_warned: bool,
+    mknod_denied_warned: bool,
+}
+
+/// A hasher with fixed keys: the set is private and only ever holds paths,
+/// so collision attacks are not a concern and determinism is welcome.
+#[derive(Default, Clone, Copy)]
+struct FixedState(u64);
+
+impl BuildHasher for FixedState {
+    type Hasher = std::hash::DefaultHasher;
+    fn build_hasher(&self) -> Self::Hasher {
+        let mut h = std::hash::DefaultHasher::new();
+        h.write_u64(self.0);
+        h
+    }
+}
+
+fn path_key(path: &[u8]) -> u128 {
+    let mut a = FixedState(0x5eed_0001).build_hasher();
+    a.write(path);
+    let mut b = FixedState(0x5eed_0002).build_hasher();
+    b.write(path);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
+fn to_pathbuf(bytes: &[u8]) -> PathBuf {
+    PathBuf::from(OsString::from_vec(bytes.to_vec()))
+}
+
+/// Splits an archive path into components, dropping empty and `.` parts
+/// and resolving `..` lexically, clamped at the root (as `filepath.Clean`
+/// on a rooted path does).
+pub(crate) fn clean(path: &[u8]) -> Vec<&[u8]> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    for c in path.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(walker: Walker, options: &'a FlattenOptions, diag: &'a dyn Diagnostics) -> Self {
+        Applier {
+            walker,
+            options,
+            diag,
+            privileged: !options.rootless && rootfs::geteuid_is_root(),
+            layer: LayerId::default(),
+            layer_paths: HashSet::with_hasher(FixedState(0)),
+            dir_meta: BTreeMap::new(),
+            recorded: BTreeMap::new(),
+            stats: Stats::default(),
+            xattr_unsupported_warned: false,
+            mknod_denied_warned: false,
+        }
+    }
+
+    pub fn begin_layer(&mut self, layer: LayerId) {
+        self.layer = layer;
+        self.layer_paths.clear();
+        self.layer_paths.shrink_to(1 << 16);
+    }
+
+    fn invalid(&self, h: &EntryHeader, reason: impl Into<String>) -> FlattenError {
+        FlattenError::Entry { layer: self.layer.to_string(), entry: display(&h.path), reason: reason.into() }
+    }
+
+    fn write_err(&self, h: &EntryHeader, op: &str, e: io::Error) -> FlattenError {
+        // Failures caused by the archive's names are bad input, not I/O.
+        match e.raw_os_error() {
+            Some(libc::ELOOP) => self.invalid(h, format!("cannot {op}: too many levels of symbolic links (a symlink loop, or a chain over {} links)", rootfs::MAX_SYMLINK_HOPS)),
+            Some(libc::ENAMETOOLONG) => self.invalid(h, format!("cannot {op}: a name is too long")),
+            _ => FlattenError::Write { layer: self.layer.to_string(), entry: display(&h.path), op: op.to_owned(), source: e },
+        }
+    }
+
+    /// Applies one entry. For a regular file, returns the file to stream
+    /// the entry's data into.
+    pub fn entry(&mut self, h: &EntryHeader) -> Result<Option<PendingFile>, FlattenError> {
+        self.stats.entries += 1;
+        let limits = &self.options.limits;
+        if h.path.len() > limits.max_path_len {
+            return Err(FlattenError::Limit {
+                limit: "path length",
+                flag: "--max-path-len",
+                detail: format!("layer {}: entry path is {} bytes, the limit is {}", self.layer, h.path.len(), limits.max_path_len),
+            });
+        }
+        if h.path.is_empty() {
+            return Err(self.invalid(h, "the entry has an empty name"));
+        }
+        if h.uid >= 1 << 31 || h.gid >= 1 << 31 {
+            return Err(self.invalid(h, format!("owner {}:{} is out of range (ids must be below 2^31)", h.uid, h.gid)));
+        }
+        if let Some(t) = h.unknown_type {
+            self.diag.warning(Warning::new(
+                format!("layer {} entry {}", self.layer, display(&h.path)),
+                format!("unknown tar type flag {:?}; extracted as a regular file", t as char),
+            ));
+        }
+        if h.bad_pax_mtime {
+            self.diag.warning(Warning::new(
+                format!("layer {} entry {}", self.layer, display(&h.path)),
+                "PAX mtime is not a number; the ustar mtime is used",
+            ));
+        }
+        let comps = clean(&h.path);
+        let Some((&name, parent)) = comps.split_last() else {
+            if h.kind == Kind::Dir {
+                return Ok(None); // `./`: the root itself; its metadata is not taken from layers.
+            }
+            return Err(self.invalid(h, "the entry names the root directory but is not a directory"));
+        };
+        if comps.iter().any(|c| c.starts_with(AUFS_META)) && name != OPAQUE {
+            self.stats.skipped += 1; // AUFS hardlink and metadata dirs: not content.
+            return Ok(None);
+        }
+        if parent.iter().any(|c| c.starts_with(WHITEOUT)) {
+            return Err(self.invalid(h, "a directory name starts with `.wh.`, the whiteout prefix; only the last path component may be a whiteout"));
+        }
+        if name == OPAQUE {
+            self.stats.whiteouts += 1;
+            return self.opaque(h, parent).map(|()| None);
+        }
+        if let Some(target) = name.strip_prefix(WHITEOUT) {
+            if target.is_empty() || target == b"." || target == b".." {
+                return Err(self.invalid(h, "a whiteout must name a file; `.wh.`, `.wh..` and `.wh...` are invalid"));
+            }
+            self.stats.whiteouts += 1;
+            return self.whiteout(h, parent, target).map(|()| None);
+        }
+        let dir = self.walker.dir(parent, Missing::Create, None).map_err(|e| self.write_err(h, "create its parent directory", e))?;
+        self.note_created_dirs(h);
+        let path = dir.child_path(name);
+        self.layer_paths.insert(path_key(&path));
+        let cname = cstr(name).map_err(|e| self.write_err(h, "use its name", e))?;
+        match h.kind {
+            Kind::Dir => self.put_dir(h, &dir, &cname, &path).map(|()| None),
+            Kind::File => self.put_file(h, &dir, &cname, &path).map(Some),
+            Kind::Symlink => self.put_symlink(h, &dir, &cname, &path).map(|()| None),
+            Kind::Hardlink => self.put_hardlink(h, &dir, &cname, &path).map(|()| None),
+            Kind::Char | Kind::Block | Kind::Fifo => self.put_node(h, &dir, &cname, &path).map(|()| None),
+        }
+    }
+
+    /// Directories the walk created for this entry get the entry's mtime
+    /// (deterministic) and default metadata, unless a later entry says more.
+    fn note_created_dirs(&mut self, h: &EntryHeader) {
+        for p in self.walker.take_created() {
+            let p = to_pathbuf(&p);
+            self.recorded.remove(&p);
+            self.dir_meta.insert(p, DirMeta { mode: 0o755, uid: 0, gid: 0, mtime: clamp_mtime(h.mtime) });
+        }
+    }
+
+    /// Whether a symlink at this physical path was written by the current
+    /// layer: whiteouts below it refer to the lower layer's directory of
+    /// that name, which the symlink already replaced (merged-usr layers put
+    /// `bin -> usr/bin` and then `bin/.wh.*` in one layer).
+    fn same_layer(&self, path: &[u8]) -> bool {
+        self.layer_paths.contains(&path_key(path))
+    }
+
+    fn whiteout(&mut self, h: &EntryHeader, parent: &[&[u8]], target: &[u8]) -> Result<(), FlattenError> {
+        let layer_paths = &self.layer_paths;
+        let skip = |p: &[u8]| layer_paths.contains(&path_key(p));
+        let dir = match self.walker.dir(parent, Missing::Fail, Some(&skip)) {
+            Ok(d) => d,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => return Ok(()),
+            Err(e) => return Err(self.write_err(h, "resolve the whiteout's directory", e)),
+        };
+        self.remove_lower(&dir, target).map_err(|e| self.write_err(h, "apply the whiteout", e))
+    }
+
+    fn opaque(&mut self, h: &EntryHeader, parent: &[&[u8]]) -> Result<(), FlattenError> {
+        let layer_paths = &self.layer_paths;
+        let skip = |p: &[u8]| layer_paths.contains(&path_key(p));
+        let dir = match self.walker.dir(parent, Missing::Create, Some(&skip)) {
+            Ok(d) => d,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) => return Err(self.write_err(h, "resolve the opaque directory", e)),
+        };
+        self.note_created_dirs(h);
+        let here = c".";
+        let children = rootfs::list_at(dir.raw(), here).map_err(|e| self.write_err(h, "list the opaque directory", e))?;
+        for child in children {
+            self.remove_lower(&dir, child.to_bytes()).map_err(|e| self.write_err(h, "apply the opaque marker", e))?;
+        }
+        let own = dir.phys.join(&b'/');
+        self.layer_paths.insert(path_key(&own));
+        Ok(())
+    }
+
+    /// Removes `name` in `dir` unless the current layer wrote it; for a
+    /// directory, removes what lower layers put there and keeps what this
+    /// layer added.
+    fn remove_lower(&mut self, dir: &Dir, name: &[u8]) -> io::Result<()> {
+        let path = dir.child_path(name);
+        if self.same_layer(&path) {
+            return Ok(());
+        }
+        let cname = cstr(name)?;
+        let st = match lstat_at(dir.raw(), &cname) {
+            Ok(st) => st,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.walker.invalidate();
+        if rootfs::is_dir(&st) {
+            let children = rootfs::list_at(dir.raw(), &cname)?;
+            let mut phys = dir.phys.clone();
+            phys.push(name.to_vec());
+            let sub = Dir { fd: Rc::new(rootfs::open_path_dir(dir.raw(), &cname)?), phys };
+            for child in &children {
+                self.remove_lower(&sub, child.to_bytes())?;
+            }
+            if !rootfs::list_at(dir.raw(), &cname)?.is_empty() {
+                return Ok(());
+            }
+            rootfs::unlink_at(dir.raw(), &cname, libc::AT_REMOVEDIR)?;
+        } else {
+            rootfs::unlink_at(dir.raw(), &cname, 0)?;
+        }
+        self.forget(&path);
+        Ok(())
+    }
+
+    /// Drops recorded metadata for `path` and everything below it.
+    fn forget(&mut self, path: &[u8]) {
+        let p = to_pathbuf(path);
+        for map in [&mut self.dir_meta as &mut dyn Forget, &mut self.recorded] {
+            map.forget(&p);
+        }
+    }
+
+    /// Makes room for a new non-directory entry at `name`.
+    fn clear_slot(&mut self, dir: &Dir, name: &CStr, path: &[u8]) -> io::Result<()> {
+        self.walker.invalidate();
+        rootfs::remove_all_at(dir.raw(), name)?;
+        self.forget(path);
+        Ok(())
+    }
+
+    fn put_dir(&mut self, h: &EntryHeader, dir: &Dir, name: &CStr, path: &[u8]) -> Result<(), FlattenError> {
+        match lstat_at(dir.raw(), name) {
+            Ok(st) if rootfs::is_dir(&st) => {}
+            Ok(st) if rootfs::is_symlink(&st) && self.options.keep_dirlinks && self.symlink_is_dir(dir, name) => {
+                return Ok(()); // --keep-dirlinks: the symlink stays, entries go through it.
+            }
+            Ok(_) => {
+                self.walker.invalidate();
+                rootfs::unlink_at(dir.raw(), name, 0).map_err(|e| self.write_err(h, "replace the existing entry", e))?;
+                self.forget(path);
+                mkdir(dir.raw(), name).map_err(|e| self.write_err(h, "create the directory", e))?;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                mkdir(dir.raw(), name).map_err(|e| self.write_err(h, "create the directory", e))?;
+            }
+            Err(e) => return Err(self.write_err(h, "inspect the existing entry", e)),
+        }
+        self.stats.dirs += 1;
+        if !h.xattrs.is_empty() {
+            let fd = open_at(dir.raw(), name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
+                .map_err(|e| self.write_err(h, "open the directory", e))?;
+            self.set_xattrs(h, fd.as_raw_fd(), path)?;
+        }
+        let (uid, gid) = self.owner(h, path);
+        self.dir_meta.insert(to_pathbuf(path), DirMeta { mode: h.mode, uid, gid, mtime: clamp_mtime(h.mtime) });
+        Ok(())
+    }
+
+    fn symlink_is_dir(&mut self, dir: &Dir, name: &CStr) -> bool {
+        let mut comps: Vec<&[u8]> = dir.phys.iter().map(Vec::as_slice).collect();
+        comps.push(name.to_bytes());
+        self.walker.dir(&comps, Missing::Fail, None).is_ok()
+    }
+
+    /// The owner to apply now, or `(0, 0)` with the real one recorded.
+    fn owner(&mut self, h: &EntryHeader, path: &[u8]) -> (u32, u32) {
+        let (uid, gid) = (h.uid as u32, h.gid as u32);
+        if !self.privileged && (uid != 0 || gid != 0) {
+            let r = self.recorded.entry(to_pathbuf(path)).or_default();
+            r.uid = uid;
+            r.gid = gid;
+        }
+        (uid, gid)
+    }
+
+    fn put_file(&mut self, h: &EntryHeader, dir: &Dir, name: &CStr, path: &[u8]) -> Result<PendingFile, FlattenError> {
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+        let fd = match open_at(dir.raw(), name, flags, 0o600) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                // Never write through what is there (a hardlink's shared
+                // inode, a symlink): unlink it and make a new inode.
+                self.clear_slot(dir, name, path).map_err(|e| self.write_err(h, "replace the existing entry", e))?;
+                open_at(dir.raw(), name, flags, 0o600)
+            }
+            other => other,
+        }
+        .map_err(|e| self.write_err(h, "create the file", e))?;
+        self.stats.files += 1;
+        self.stats.bytes += h.size;
+        let file = File::from(fd);
+        let (uid, gid) = self.owner(h, path);
+        if self.privileged {
+            // chown before chmod: chown clears setuid/setgid bits.
+            cvt(unsafe { libc::fchown(file.as_raw_fd(), uid, gid) }).map_err(|e| self.write_err(h, "set the owner", e))?;
+        }
+        cvt(unsafe { libc::fchmod(file.as_raw_fd(), h.mode) }).map_err(|e| self.write_err(h, "set the mode", e))?;
+        self.set_xattrs(h, file.as_raw_fd(), path)?;
+        Ok(PendingFile { file })
+    }
+
+    /// Sets the mtime once the data is written.
+    pub fn finish_file(&mut self, h: &EntryHeader, f: PendingFile) -> Result<(), FlattenError> {
+        let t = timespecs(h.mtime);
+        cvt(unsafe { libc::futimens(f.file.as_raw_fd(), t.as_ptr()) }).map_err(|e| self.write_err(h, "set the mtime", e))
+    }
+
+    fn put_symlink(&mut self, h: &EntryHeader, dir: &Dir, name: &CStr, path: &[u8]) -> Result<(), FlattenError> {
+        if h.link.len() > self.options.limits.max_link_len {
+            return Err(FlattenError::Limit {
+                limit: "symlink target length",
+                flag: "--max-link-len",
+                detail: format!("layer {}: entry `{}` has a {}-byte target, the limit is {}", self.layer, display(&h.path), h.link.len(), self.options.limits.max_link_len),
+            });
+        }
+        let target = cstr(&h.link).map_err(|e| self.write_err(h, "use the symlink target", e))?;
+        let link = || cvt(unsafe { libc::symlinkat(target.as_ptr(), dir.raw(), name.as_ptr()) });
+        match link() {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                self.clear_slot(dir, name, path).map_err(|e| self.write_err(h, "replace the existing entry", e))?;
+                link()
+            }
+            other => other,
+        }
+        .map_err(|e| self.write_err(h, "create the symlink", e))?;
+        self.stats.symlinks += 1;
+        let (uid, gid) = self.owner(h, path);
+        if self.privileged {
+            cvt(unsafe { libc::fchownat(dir.raw(), name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
+                .map_err(|e| self.write_err(h, "set the owner", e))?;
+        }
+        set_times(dir.raw(), name, h.mtime).map_err(|e| self.write_err(h, "set the mtime", e))
+    }
+
+    fn put_hardlink(&mut self, h: &EntryHeader, dir: &Dir, name: &CStr, path: &[u8]) -> Result<(), FlattenError> {
+        let target = clean(&h.link);
+        let Some((&tname, tparent)) = target.split_last() else {
+            return Err(self.invalid(h, "the hardlink points at the root directory"));
+        };
+        let missing = |this: &Self| this.invalid(h, format!("hardlink target `{}` does not exist (it must come earlier in this layer or from a lower layer)", display(&h.link)));
+        let tdir = match self.walker.dir(tparent, Missing::Fail, None) {
+            Ok(d) => d,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => return Err(missing(self)),
+            Err(e) => return Err(self.write_err(h, "resolve the hardlink target", e)),
+        };
+        let ctname = cstr(tname).map_err(|e| self.write_err(h, "use the hardlink target", e))?;
+        match lstat_at(tdir.raw(), &ctname) {
+            Ok(st) if rootfs::is_dir(&st) => return Err(self.invalid(h, format!("hardlink target `{}` is a directory", display(&h.link)))),
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(missing(self)),
+            Err(e) => return Err(self.write_err(h, "inspect the hardlink target", e)),
+        }
+        if tdir.child_path(tname) == path {
+            return Ok(()); // A link to itself: nothing to do.
+        }
+        // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
+        let link = || cvt(unsafe { libc::linkat(tdir.raw(), ctname.as_ptr(), dir.raw(), name.as_ptr(), 0) });
+        match link() {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                self.clear_slot(dir, name, path).map_err(|e| self.write_err(h, "replace the existing entry", e))?;
+                link()
+            }
+            other => other,
+        }
+        .map_err(|e| self.write_err(h, "create the hardlink", e))?;
+        self.stats.hardlinks += 1;
+        // The header's mode, owner and times are not applied: they would
+        // change the shared inode.
+        if let Some(r) = self.recorded.get(&to_pathbuf(&tdir.child_path(tname))).cloned() {
+            self.recorded.insert(to_pathbuf(path), r);
+        }
+        Ok(())
+    }
+
+    fn put_node(&mut self, h: &EntryHeader, dir: &Dir, name: &CStr, path: &[u8]) -> Result<(), FlattenError> {
+        let is_dev = matches!(h.kind, Kind::Char | Kind::Block);
+        if is_dev && (h.devmajor > u64::from(u32::MAX) || h.devminor > u64::from(u32::MAX)) {
+            return Err(self.invalid(h, format!("device number {}:{} is out of range", h.devmajor, h.devminor)));
+        }
+        let kind_bits = match h.kind {
+            Kind::Char => libc::S_IFCHR,
+            Kind::Block => libc::S_IFBLK,
+            _ => libc::S_IFIFO,
+        };
+        let dev = if is_dev { libc::makedev(h.devmajor as u32, h.devminor as u32) } else { 0 };
+        let (uid, gid) = self.owner(h, path);
+        let mut placeholder = is_dev && !self.privileged;
+        if !placeholder {
+            let make = || cvt(unsafe { libc::mknodat(dir.raw(), name.as_ptr(), kind_bits | (h.mode & 0o7777), dev) });
+            let made = match make() {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    self.clear_slot(dir, name, path).map_err(|e| self.write_err(h, "replace the existing entry", e))?;
+                    make()
+                }
+                other => other,
+            };
+            match made {
+                Ok(()) => {}
+                Err(e) if is_dev && e.raw_os_error() == Some(libc::EPERM) => {
+                    if !self.mknod_denied_warned {
+                        self.mknod_denied_warned = true;
+                        self.diag.warning(Warning::new(
+                            format!("layer {} entry {}", self.layer, display(&h.path)),
+                            "creating device nodes is not permitted here; they are recorded and written as empty placeholder files",
+                        ));
+                    }
+                    placeholder = true;
+                }
+                Err(e) => return Err(self.write_err(h, "create the node", e)),
+            }
+        }
+        if placeholder {
+            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+            let fd = match open_at(dir.raw(), name, flags, 0) {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    self.clear_slot(dir, name, path).map_err(|e| self.write_err(h, "replace the existing entry", e))?;
+                    open_at(dir.raw(), name, flags, 0)
+                }
+                other => other,
+            }
+            .map_err(|e| self.write_err(h, "create the device placeholder", e))?;
+            drop(fd);
+            let r = self.recorded.entry(to_pathbuf(path)).or_default();
+            r.uid = uid;
+            r.gid = gid;
+            r.device = Some((if h.kind == Kind::Char { 'c' } else { 'b' }, h.devmajor as u32, h.devminor as u32, h.mode));
+            self.stats.devices += 1;
+            return set_times(dir.raw(), name, h.mtime).map_err(|e| self.write_err(h, "set the mtime", e));
+        }
+        self.stats.devices += u64::from(is_dev);
+        if self.privileged {
+            cvt(unsafe { libc::fchownat(dir.raw(), name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
+                .map_err(|e| self.write_err(h, "set the owner", e))?;
+        }
+        // The node was just created by us and is not a symlink.
+        cvt(unsafe { libc::fchmodat(dir.raw(), name.as_ptr(), h.mode, 0) }).map_err(|e| self.write_err(h, "set the mode", e))?;
+        set_times(dir.raw(), name, h.mtime).map_err(|e| self.write_err(h, "set the mtime", e))
+    }
+
+    fn set_xattrs(&mut self, h: &EntryHeader, fd: RawFd, path: &[u8]) -> Result<(), FlattenError> {
+        for (key, value) in &h.xattrs {
+            let k = key.as_str();
+            if k == "security.selinux" || k == "system.nfs4_acl" || k.starts_with("trusted.overlay.") || k.starts_with("user.overlay.") {
+                continue; // Host-specific or overlayfs-internal: never carried into a rootfs.
+            }
+            if k == "user.rootlesscontainers" {
+                self.diag.warning(Warning::new(
+                    format!("layer {} entry {}", self.layer, display(&h.path)),
+                    "dropped the user.rootlesscontainers xattr (rootless ownership emulation from the image builder)",
+                ));
+                continue;
+            }
+            let privileged_key = k.starts_with("security.") || k.starts_with("trusted.");
+            if privileged_key && !self.privileged {
+                self.recorded.entry(to_pathbuf(path)).or_default().xattrs.insert(key.clone(), value.clone());
+                continue;
+            }
+            let ckey = cstr(key.as_bytes()).map_err(|e| self.write_err(h, "use an xattr name", e))?;
+            let rc = unsafe { libc::fsetxattr(fd, ckey.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+            if rc != 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::ENOTSUP) | Some(libc::EPERM) | Some(libc::EACCES) => {
+                        self.recorded.entry(to_pathbuf(path)).or_default().xattrs.insert(key.clone(), value.clone());
+                        if !self.xattr_unsupported_warned {
+                            self.xattr_unsupported_warned = true;
+                            self.diag.warning(Warning::new(
+                                format!("layer {} entry {}", self.layer, display(&h.path)),
+                                format!("cannot set xattr `{k}` here ({e}); xattrs that cannot be set are recorded for the archive"),
+                            ));
+                        }
+                    }
+                    _ => return Err(self.write_err(h, &format!("set xattr `{k}`"), e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies directory metadata, deepest first. Called once after the
+    /// last layer.
+    pub fn finish(&mut self) -> Result<(), FlattenError> {
+        let dirs = std::mem::take(&mut self.dir_meta);
+        for (path, meta) in dirs.iter().rev() {
+            let bytes = path.as_os_str().as_encoded_bytes();
+            let comps: Vec<&[u8]> = bytes.split(|&b| b == b'/').collect();
+            let Some((&name, parent)) = comps.split_last() else { continue };
+            let fail = |e: io::Error| FlattenError::Write {
+                layer: "(all)".into(),
+                entry: path.display().to_string(),
+                op: "set directory metadata".into(),
+                source: e,
+            };
+            let Ok(dir) = self.walker.dir_strict(parent) else { continue };
+            let cname = cstr(name).map_err(fail)?;
+            match lstat_at(dir.raw(), &cname) {
+                Ok(st) if rootfs::is_dir(&st) => {}
+                _ => continue,
+            }
+            if self.privileged {
+                cvt(unsafe { libc::fchownat(dir.raw(), cname.as_ptr(), meta.uid, meta.gid, libc::AT_SYMLINK_NOFOLLOW) }).map_err(fail)?;
+            }
+            cvt(unsafe { libc::fchmodat(dir.raw(), cname.as_ptr(), meta.mode, 0) }).map_err(fail)?;
+            set_times(dir.raw(), &cname, meta.mtime).map_err(fail)?;
+        }
+        Ok(())
+    }
+}
+
+trait Forget {
+    fn forget(&mut self, path: &std::path::Path);
+}
+
+impl<V> Forget for BTreeMap<PathBuf, V> {
+    fn forget(&mut self, path: &std::path::Path) {
+        self.remove(path);
+        let below: Vec<PathBuf> = self
+            .range::<std::path::Path, _>((std::ops::Bound::Excluded(path), std::ops::Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(path))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in below {
+            self.remove(&k);
+        }
+    }
+}
+
+pub fn display(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}
+
+fn clamp_mtime(t: i64) -> i64 {
+    t.clamp(0, MAX_MTIME)
+}
+
+fn timespecs(mtime: i64) -> [libc::timespec; 2] {
+    let t = libc::timespec { tv_sec: clamp_mtime(mtime) as libc::time_t, tv_nsec: 0 };
+    [t, t]
+}
+
+fn set_times(dir: RawFd, name: &CStr, mtime: i64) -> io::Result<()> {
+    let t = timespecs(mtime);
+    cvt(unsafe { libc::utimensat(dir, name.as_ptr(), t.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+}
+
+fn mkdir(dir: RawFd, name: &CStr) -> io::Result<()> {
+    cvt(unsafe { libc::mkdirat(dir, name.as_ptr(), 0o755) })
+}
+
+fn open_at(dir: RawFd, name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn cvt(rc: libc::c_int) -> io::Result<()> {
+    if rc != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_clamps_at_root() {
+        assert_eq!(clean(b"../../x"), vec![&b"x"[..]]);
+        assert_eq!(clean(b"a/../../x"), vec![&b"x"[..]]);
+        assert_eq!(clean(b"/abs//x/"), vec![&b"abs"[..], &b"x"[..]]);
+        assert_eq!(clean(b"./"), Vec::<&[u8]>::new());
+        assert_eq!(clean(b"localetc/sub/.."), vec![&b"localetc"[..]]);
+    }
+
+    #[test]
+    fn path_keys_differ() {
+        assert_ne!(path_key(b"a/b"), path_key(b"a/c"));
+        assert_eq!(path_key(b"a/b"), path_key(b"a/b"));
+    }
+}
