@@ -205,8 +205,63 @@ fn crafted_layer() -> Vec<u8> {
     l.finish()
 }
 
-/// Build the four-layer image from `first` (layer 1) and, if given, `extra`
-/// copied in as part of layer 2, then `base_edits` in layer 2 and 3.
+/// Spot checks on an unpack of [`four_layer_image`], independent of umoci:
+/// should umoci and bundlegen ever agree on a wrong tree, these still fail.
+fn assert_four_layer_semantics(root: &Path) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = |p: &str| {
+        fs::symlink_metadata(root.join(p))
+            .unwrap_or_else(|e| panic!("{p} in {}: {e}", root.display()))
+    };
+    let gone = |p: &str| {
+        assert!(
+            fs::symlink_metadata(root.join(p)).is_err(),
+            "{p} should be deleted"
+        )
+    };
+    // Opaque directory: only this layer's entry is left.
+    let doc: Vec<_> = fs::read_dir(root.join("usr/share/doc"))
+        .expect("usr/share/doc")
+        .map(|e| e.expect("dir entry").file_name())
+        .collect();
+    assert_eq!(doc, ["README"], "opaque usr/share/doc");
+    assert!(meta("srv/fresh/file").is_file());
+    // Whiteouts, and a whiteout followed by a re-add in the same layer.
+    gone("usr/bin/rgrep");
+    gone("etc/with space");
+    gone("opt/pair/b");
+    gone("etc/no-such-file");
+    assert_eq!(
+        fs::read(root.join("etc/login.defs")).expect("etc/login.defs"),
+        b"re-added after a whiteout\n"
+    );
+    assert!(meta("etc/pam.d/only-this").is_file());
+    assert_eq!(
+        fs::read_dir(root.join("etc/pam.d"))
+            .expect("etc/pam.d")
+            .count(),
+        1
+    );
+    // Hardlinks: within a layer, across layers, to a lower layer's file.
+    let grep = meta("bin/grep").ino();
+    assert_eq!(meta("usr/bin/grep-hardlink").ino(), grep);
+    assert_eq!(meta("usr/bin/grep-lower-link").ino(), grep);
+    assert_eq!(meta("opt/crafted/b").ino(), meta("opt/crafted/a").ino());
+    // Special modes and types.
+    assert_eq!(meta("opt/crafted/a").mode() & 0o7777, 0o4755);
+    assert_eq!(meta("usr/bin/chsh").mode() & 0o7777, 0o4750);
+    assert_eq!(meta("usr/share/bash-completion").mode() & 0o7777, 0o1777);
+    assert!(meta("etc/fifo").file_type().is_fifo());
+    assert_eq!(
+        fs::read_link(root.join("etc/absolute-link")).expect("etc/absolute-link"),
+        Path::new("/etc/pam.d/login")
+    );
+}
+
+/// Build a four-layer image: layer 1 is the tree `first`; layer 2 is
+/// `second_extra` (if any) copied in, [`SECOND_LAYER`] and `more_second`;
+/// layer 3 is [`THIRD_LAYER`] and `more_third`; layer 4 is
+/// [`crafted_layer`]. Tags `l1` to `l4` name each stage.
 fn four_layer_image(
     dir: &Path,
     arch: Arch,
@@ -249,9 +304,12 @@ ln -s Europe usr/share/zoneinfo/America
 chmod 3755 var/tmp
 "#;
 
-fn debian_multilayer(arch: Arch, extra_flags: &[&str]) {
+/// Build the four-layer Debian image for `arch` and check bundlegen's
+/// unpack of it against umoci's. Returns the image for more checks (None
+/// when the tools are missing outside CI).
+fn debian_multilayer(arch: Arch, extra_flags: &[&str]) -> Option<(tempfile::TempDir, UmociImage)> {
     if !have(DEBIAN_TOOLS) {
-        return;
+        return None;
     }
     let base = debian::tree(&debian::BASE, arch);
     let extra = debian::tree(&debian::EXTRA, arch);
@@ -269,22 +327,48 @@ fn debian_multilayer(arch: Arch, extra_flags: &[&str]) {
     let ours = w.path().join("ours");
     bundlegen_unpack(&oci_ref(&img.layout, "l4"), &ours, extra_flags);
     treecmp::assert_same_tree(&oracle, &ours);
-
-    // An intermediate tag of the same layout: only its own layers count.
-    let oracle = umoci_unpack(&img.layout, "l2", &w.path().join("umoci-l2"));
-    let ours = w.path().join("ours-l2");
-    bundlegen_unpack(&oci_ref(&img.layout, "l2"), &ours, extra_flags);
-    treecmp::assert_same_tree(&oracle, &ours);
+    assert_four_layer_semantics(&ours);
+    Some((w, img))
 }
 
 #[test]
 fn e2e_debian_multilayer_amd64_matches_umoci() {
-    debian_multilayer(Arch::Amd64, &[]);
+    let Some((w, img)) = debian_multilayer(Arch::Amd64, &[]) else {
+        return;
+    };
+    // An intermediate tag of the same layout: only its own layers count.
+    let oracle = umoci_unpack(&img.layout, "l2", &w.path().join("umoci-l2"));
+    let ours = w.path().join("ours-l2");
+    bundlegen_unpack(&oci_ref(&img.layout, "l2"), &ours, &[]);
+    treecmp::assert_same_tree(&oracle, &ours);
 }
 
 #[test]
 fn e2e_debian_multilayer_arm64_rootless_matches_umoci() {
-    debian_multilayer(Arch::Arm64, &["--rootless"]);
+    // umoci's index has no platform: bundlegen takes it from the config,
+    // and accepts the kernel's name for the architecture.
+    let Some((w, img)) = debian_multilayer(Arch::Arm64, &["--rootless", "--arch", "aarch64"])
+    else {
+        return;
+    };
+    let wrong = w.path().join("wrong-arch");
+    let out = Command::new(env!("CARGO_BIN_EXE_bundlegen"))
+        .args(["unpack", "--arch", "amd64"])
+        .arg(oci_ref(&img.layout, "l4"))
+        .arg(&wrong)
+        .output()
+        .expect("run bundlegen");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an amd64 request on an arm64 image is bad input: {stderr}"
+    );
+    assert!(
+        stderr.contains("linux/arm64"),
+        "the error lists the image's platform: {stderr}"
+    );
+    assert!(!wrong.exists(), "a failed unpack leaves no rootfs behind");
 }
 
 /// The layer pair meta-virtualization's multi-layer image-oci writes for a
@@ -383,6 +467,7 @@ fn small_image() -> Small {
     img.layout()
         .append_layer("l3", "latest", &crafted_layer(), Compression::Gzip);
     let oracle = umoci_unpack(&img.layout, "latest", &dir.path().join("umoci"));
+    assert_four_layer_semantics(&oracle);
     Small { dir, img, oracle }
 }
 
@@ -410,6 +495,18 @@ fn e2e_skopeo_zstd_layers_match_umoci() {
     assert!(
         types.iter().all(|t| t.ends_with("+zstd")),
         "skopeo did not recompress with zstd: {types:?}"
+    );
+    let inspect = run(Command::new(env!("CARGO_BIN_EXE_bundlegen"))
+        .args(["inspect", "--json"])
+        .arg(oci_ref(&zstd, "v1")));
+    let inspect: serde_json::Value =
+        serde_json::from_str(&inspect).expect("inspect --json prints JSON");
+    assert_eq!(inspect["platform"]["architecture"], "amd64");
+    let layers = inspect["layers"].as_array().expect("inspect lists layers");
+    assert_eq!(layers.len(), 4);
+    assert!(
+        layers.iter().all(|l| l["mediaType"] == types[0]),
+        "{inspect:#}"
     );
     let ours = s.dir.path().join("ours");
     bundlegen_unpack(&oci_ref(&zstd, "v1"), &ours, &[]);
