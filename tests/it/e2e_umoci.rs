@@ -8,7 +8,9 @@
 //! asserts the runtime-correct tree instead and says why.
 //!
 //! These tests need umoci, skopeo, apt-get and dpkg. Without them they print
-//! a notice and pass, except when `CI` is set: then they fail.
+//! a notice and pass, except when `CI` is set: then they fail. Set
+//! `BUNDLEGEN_TEST_KEEP=1` to keep each test's scratch directory (images,
+//! both unpacked trees) under `<target>/e2e-tmp`.
 
 use std::env;
 use std::fs;
@@ -50,14 +52,19 @@ fn have(tools: &[&str]) -> bool {
 
 const DEBIAN_TOOLS: &[&str] = &["umoci", "apt-get", "apt-cache", "dpkg", "cp"];
 
-/// A scratch directory under the target dir (not /tmp), removed on drop.
+/// A scratch directory under the target dir (not /tmp), removed on drop
+/// unless `BUNDLEGEN_TEST_KEEP` is set (to look at a failing test's images
+/// and trees).
 fn scratch() -> tempfile::TempDir {
     let base = debian::cache_dir().with_file_name("e2e-tmp");
     fs::create_dir_all(&base).expect("create e2e scratch base");
-    tempfile::Builder::new()
+    let dir = tempfile::Builder::new()
         .prefix("e2e-")
+        .disable_cleanup(env::var_os("BUNDLEGEN_TEST_KEEP").is_some())
         .tempdir_in(&base)
-        .expect("create e2e scratch dir")
+        .expect("create e2e scratch dir");
+    eprintln!("scratch dir: {}", dir.path().display());
+    dir
 }
 
 fn is_root() -> bool {
