@@ -3,6 +3,7 @@
 
 pub use crate::image::ImageError;
 pub use crate::layers::FlattenError;
+pub use crate::platform::PlatformError;
 pub use crate::staging::StagingError;
 
 /// How a failure should be reported, following BundleGen's exit codes.
@@ -24,6 +25,8 @@ pub enum Error {
     Flatten(#[from] FlattenError),
     #[error(transparent)]
     Staging(#[from] StagingError),
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
 }
 
 impl Error {
@@ -35,6 +38,7 @@ impl Error {
             Error::Flatten(_) => Category::Failed,
             Error::Staging(StagingError::Io { .. }) => Category::Failed,
             Error::Staging(_) => Category::BadInput,
+            Error::Platform(_) => Category::BadInput,
         }
     }
 }

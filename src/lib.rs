@@ -11,12 +11,17 @@
 //!
 //! The library never prints: it reports through [`diag::Diagnostics`].
 
+pub mod appmeta;
+pub mod bundle;
+pub mod compat;
 pub mod diag;
 pub mod elf;
 pub mod error;
 pub mod image;
 pub mod layers;
 pub mod ldso;
+pub mod libmatch;
+pub mod operator;
 pub mod platform;
 pub mod rootfs;
 pub mod size;

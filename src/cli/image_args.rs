@@ -90,22 +90,7 @@ impl FlattenArgs {
     }
 }
 
-/// Parses `1234`, `64K`, `10M`, `2G`, `1T` (powers of 1024).
+/// Parses a size the way platform templates write them (`64K`, `10M`, `2G`).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (digits, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => return Err(format!("`{s}`: unknown suffix `{c}`; use a number of bytes or K, M, G, T")),
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a size; use a number of bytes or K, M, G, T"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+    bundlegen::size::parse(s).map_err(|e| e.to_string())
 }

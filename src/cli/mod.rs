@@ -2,8 +2,10 @@
 //! `main.rs` only.
 
 mod console;
+mod deps;
 mod image_args;
 mod inspect;
+mod platform;
 mod unpack;
 
 use std::process::ExitCode;
@@ -39,19 +41,73 @@ pub enum Command {
     /// Show an image's platform, tags, layers and run configuration
     #[command(after_help = EXIT_CODES)]
     Inspect(inspect::InspectArgs),
+    /// Inspect, validate and create device platform templates
+    #[command(after_help = EXIT_CODES)]
+    Platform(platform::PlatformArgs),
+    /// List the shared libraries a binary needs, for any architecture,
+    /// without running it
+    #[command(after_help = EXIT_CODES)]
+    Deps(deps::DepsArgs),
+}
+
+/// A failed command, classified for the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad input or configuration (exit code 1).
+    BadInput(anyhow::Error),
+    /// The app cannot run on the platform (exit code 2).
+    Incompatible(anyhow::Error),
+    /// Processing failed (exit code 3).
+    Processing(anyhow::Error),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::BadInput(_) => 1,
+            Failure::Incompatible(_) => 2,
+            Failure::Processing(_) => 3,
+        }
+    }
+
+    fn error(&self) -> &anyhow::Error {
+        match self {
+            Failure::BadInput(e) | Failure::Incompatible(e) | Failure::Processing(e) => e,
+        }
+    }
+}
+
+/// Classifies an error by the library error inside it, if any.
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        let category = e.chain().find_map(|c| c.downcast_ref::<bundlegen::error::Error>().map(|e| e.category()));
+        match category {
+            Some(Category::BadInput) => Failure::BadInput(e),
+            Some(Category::Incompatible) => Failure::Incompatible(e),
+            Some(Category::Failed) | None => Failure::Processing(e),
+        }
+    }
+}
+
+impl From<bundlegen::error::Error> for Failure {
+    fn from(e: bundlegen::error::Error) -> Self {
+        Failure::from(anyhow::Error::new(e))
+    }
 }
 
 pub fn run(cli: Cli) -> ExitCode {
     let console = Console::new(cli.quiet);
     let result = match cli.command {
-        Command::Unpack(args) => unpack::run(args, &console),
-        Command::Inspect(args) => inspect::run(args),
+        Command::Unpack(args) => unpack::run(args, &console).map_err(Failure::from),
+        Command::Inspect(args) => inspect::run(args).map_err(Failure::from),
+        Command::Platform(args) => platform::run(&args, &console),
+        Command::Deps(args) => deps::run(&args, &console),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            report(&e);
-            ExitCode::from(exit_code(&e))
+        Err(failure) => {
+            report(failure.error());
+            ExitCode::from(failure.exit_code())
         }
     }
 }
@@ -61,17 +117,5 @@ fn report(e: &anyhow::Error) {
     eprintln!("error: {e}");
     for cause in e.chain().skip(1) {
         eprintln!("  caused by: {cause}");
-    }
-}
-
-fn exit_code(e: &anyhow::Error) -> u8 {
-    let category = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<bundlegen::error::Error>().map(|e| e.category()))
-        .unwrap_or(Category::Failed);
-    match category {
-        Category::BadInput => 1,
-        Category::Incompatible => 2,
-        Category::Failed => 3,
     }
 }

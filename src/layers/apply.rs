@@ -39,6 +39,7 @@ struct DirMeta {
 /// and hands it back to [`Applier::finish_file`].
 pub(super) struct PendingFile {
     pub file: File,
+    path: Vec<u8>,
 }
 
 pub(super) struct Applier<'a> {
@@ -56,6 +57,10 @@ pub(super) struct Applier<'a> {
     pub stats: Stats,
     xattr_unsupported_warned: bool,
     mknod_denied_warned: bool,
+    /// The owner new files get (our fsuid/fsgid), to skip needless chowns.
+    creator: (u32, u32),
+    /// The process umask, to skip needless chmods.
+    umask: u32,
 }
 
 /// A hasher with fixed keys: the set is private and only ever holds paths,
@@ -115,6 +120,8 @@ impl<'a> Applier<'a> {
             stats: Stats::default(),
             xattr_unsupported_warned: false,
             mknod_denied_warned: false,
+            creator: unsafe { (libc::geteuid(), libc::getegid()) },
+            umask: current_umask(),
         }
     }
 
@@ -143,10 +150,11 @@ impl<'a> Applier<'a> {
         self.stats.entries += 1;
         let limits = &self.options.limits;
         if h.path.len() > limits.max_path_len {
+            let shown = display(&h.path[..h.path.len().min(200)]);
             return Err(FlattenError::Limit {
                 limit: "path length",
                 flag: "--max-path-len",
-                detail: format!("layer {}: entry path is {} bytes, the limit is {}", self.layer, h.path.len(), limits.max_path_len),
+                detail: format!("layer {}: entry `{shown}…` has a {}-byte path, the limit is {}", self.layer, h.path.len(), limits.max_path_len),
             });
         }
         if h.path.is_empty() {
@@ -351,33 +359,44 @@ impl<'a> Applier<'a> {
 
     fn put_file(&mut self, h: &EntryHeader, dir: &Dir, name: &CStr, path: &[u8]) -> Result<PendingFile, FlattenError> {
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
-        let fd = match open_at(dir.raw(), name, flags, 0o600) {
+        // Created with its permission bits (the umask may take some away;
+        // finish_file puts them back). The descriptor is writable whatever
+        // the mode says.
+        let create_mode = (h.mode & 0o777) as libc::mode_t;
+        let fd = match open_at(dir.raw(), name, flags, create_mode) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                 // Never write through what is there (a hardlink's shared
                 // inode, a symlink): unlink it and make a new inode.
                 self.clear_slot(dir, name, path).map_err(|e| self.write_err(h, "replace the existing entry", e))?;
-                open_at(dir.raw(), name, flags, 0o600)
+                open_at(dir.raw(), name, flags, create_mode)
             }
             other => other,
         }
         .map_err(|e| self.write_err(h, "create the file", e))?;
         self.stats.files += 1;
         self.stats.bytes += h.size;
-        let file = File::from(fd);
-        let (uid, gid) = self.owner(h, path);
-        if self.privileged {
-            // chown before chmod: chown clears setuid/setgid bits.
-            cvt(unsafe { libc::fchown(file.as_raw_fd(), uid, gid) }).map_err(|e| self.write_err(h, "set the owner", e))?;
-        }
-        cvt(unsafe { libc::fchmod(file.as_raw_fd(), h.mode) }).map_err(|e| self.write_err(h, "set the mode", e))?;
-        self.set_xattrs(h, file.as_raw_fd(), path)?;
-        Ok(PendingFile { file })
+        Ok(PendingFile { file: File::from(fd), path: path.to_vec() })
     }
 
-    /// Sets the mtime once the data is written.
+    /// Applies owner, mode, xattrs and mtime once the data is written:
+    /// writing clears setuid/setgid bits (without CAP_FSETID) and the
+    /// `security.capability` xattr (always).
     pub fn finish_file(&mut self, h: &EntryHeader, f: PendingFile) -> Result<(), FlattenError> {
+        let fd = f.file.as_raw_fd();
+        let (uid, gid) = self.owner(h, &f.path);
+        let chown = self.privileged && (uid, gid) != self.creator;
+        if chown {
+            // chown before chmod: chown clears setuid/setgid bits.
+            cvt(unsafe { libc::fchown(fd, uid, gid) }).map_err(|e| self.write_err(h, "set the owner", e))?;
+        }
+        if chown || h.mode & 0o7000 != 0 || (h.mode & 0o777) & self.umask != 0 {
+            cvt(unsafe { libc::fchmod(fd, h.mode) }).map_err(|e| self.write_err(h, "set the mode", e))?;
+        }
+        if !h.xattrs.is_empty() {
+            self.set_xattrs(h, fd, &f.path)?;
+        }
         let t = timespecs(h.mtime);
-        cvt(unsafe { libc::futimens(f.file.as_raw_fd(), t.as_ptr()) }).map_err(|e| self.write_err(h, "set the mtime", e))
+        cvt(unsafe { libc::futimens(fd, t.as_ptr()) }).map_err(|e| self.write_err(h, "set the mtime", e))
     }
 
     fn put_symlink(&mut self, h: &EntryHeader, dir: &Dir, name: &CStr, path: &[u8]) -> Result<(), FlattenError> {
@@ -602,6 +621,13 @@ impl<V> Forget for BTreeMap<PathBuf, V> {
 
 pub fn display(path: &[u8]) -> String {
     String::from_utf8_lossy(path).into_owned()
+}
+
+fn current_umask() -> u32 {
+    // umask can only be read by setting it; set it straight back.
+    let old = unsafe { libc::umask(0o022) };
+    unsafe { libc::umask(old) };
+    old as u32
 }
 
 fn clamp_mtime(t: i64) -> i64 {

@@ -189,8 +189,45 @@ enum Msg {
 }
 
 const CHUNK: usize = 256 << 10;
-/// Messages in flight; with `CHUNK` this bounds buffered data to 16 MiB.
-const CHANNEL_DEPTH: usize = 64;
+/// Messages travel in batches, flushed at this many messages or bytes, so
+/// that the threads synchronise once per batch rather than once per entry.
+const BATCH_MSGS: usize = 256;
+const BATCH_BYTES: usize = 1 << 20;
+/// Batches in flight: with a batch holding at most `BATCH_BYTES + CHUNK`,
+/// this bounds buffered data to about 10 MiB.
+const CHANNEL_DEPTH: usize = 8;
+
+/// Collects messages into batches for the channel.
+struct Batcher {
+    tx: mpsc::SyncSender<Vec<Msg>>,
+    batch: Vec<Msg>,
+    bytes: usize,
+}
+
+impl Batcher {
+    /// Queues a message; `false` when the applier has hung up.
+    fn push(&mut self, msg: Msg) -> bool {
+        self.bytes += match &msg {
+            Msg::Data(d) => d.len(),
+            Msg::Entry(h) => h.path.len() + 128,
+            _ => 0,
+        };
+        self.batch.push(msg);
+        if self.batch.len() >= BATCH_MSGS || self.bytes >= BATCH_BYTES {
+            return self.flush();
+        }
+        true
+    }
+
+    fn flush(&mut self) -> bool {
+        self.bytes = 0;
+        if self.batch.is_empty() {
+            return true;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_MSGS));
+        self.tx.send(batch).is_ok()
+    }
+}
 
 /// Applies the layers of `image` in order into `target`, an existing
 /// directory (normally empty).
@@ -211,9 +248,14 @@ pub fn flatten(
     }
     let walker = Walker::new(target).map_err(|source| FlattenError::Target { path: target.to_owned(), source })?;
     let mut applier = Applier::new(walker, options, diag);
-    let (tx, rx) = mpsc::sync_channel::<Msg>(CHANNEL_DEPTH);
+    let (tx, rx) = mpsc::sync_channel::<Vec<Msg>>(CHANNEL_DEPTH);
     let compressed = std::thread::scope(|scope| -> Result<u64, FlattenError> {
-        let reader = scope.spawn(move || read_layers(source, image, options, diag, tx));
+        let reader = scope.spawn(move || {
+            let mut out = Batcher { tx, batch: Vec::with_capacity(BATCH_MSGS), bytes: 0 };
+            let compressed = read_layers(source, image, options, diag, &mut out);
+            out.flush();
+            compressed
+        });
         let applied = apply_stream(&mut applier, &rx);
         drop(rx); // Unblocks the reader if the applier stopped early.
         let compressed = reader.join().unwrap_or(0);
@@ -226,9 +268,9 @@ pub fn flatten(
     Ok(Flattened { stats, recorded: std::mem::take(&mut applier.recorded) })
 }
 
-fn apply_stream(applier: &mut Applier<'_>, rx: &mpsc::Receiver<Msg>) -> Result<(), FlattenError> {
+fn apply_stream(applier: &mut Applier<'_>, rx: &mpsc::Receiver<Vec<Msg>>) -> Result<(), FlattenError> {
     let mut expect_data: Option<(Box<EntryHeader>, Option<apply::PendingFile>, u64)> = None;
-    for msg in rx {
+    for msg in rx.iter().flatten() {
         match msg {
             Msg::Data(chunk) => {
                 let Some((h, file, left)) = expect_data.as_mut() else { continue };
@@ -269,21 +311,21 @@ fn finish(applier: &mut Applier<'_>, done: Option<(Box<EntryHeader>, Option<appl
 }
 
 /// The reader thread: returns the compressed bytes read.
-fn read_layers(source: &OpenImage, image: &ResolvedImage, options: &FlattenOptions, diag: &dyn Diagnostics, tx: mpsc::SyncSender<Msg>) -> u64 {
+fn read_layers(source: &OpenImage, image: &ResolvedImage, options: &FlattenOptions, diag: &dyn Diagnostics, tx: &mut Batcher) -> u64 {
     let mut totals = Totals::default();
     for layer in &image.layers {
         let id = LayerId { index: layer.index, count: image.layers.len(), digest: Some(layer.descriptor.digest.clone()) };
-        if tx.send(Msg::Layer(id.clone())).is_err() {
+        if !tx.push(Msg::Layer(id.clone())) {
             break;
         }
         diag.progress(Progress::Begin { step: format!("layer {id}"), total: Some(layer.descriptor.size), unit: Unit::Bytes });
-        let result = read_layer(source, layer, &id, options, diag, &tx, &mut totals);
+        let result = read_layer(source, layer, &id, options, diag, tx, &mut totals);
         diag.progress(Progress::End);
         match result {
             Ok(true) => {}
             Ok(false) => break, // The applier is gone.
             Err(e) => {
-                let _ = tx.send(Msg::Failed(e));
+                tx.push(Msg::Failed(e));
                 break;
             }
         }
@@ -319,7 +361,7 @@ fn read_layer(
     id: &LayerId,
     options: &FlattenOptions,
     diag: &dyn Diagnostics,
-    tx: &mpsc::SyncSender<Msg>,
+    tx: &mut Batcher,
     totals: &mut Totals,
 ) -> Result<bool, FlattenError> {
     let mut blob = source.blob(&layer.descriptor, "layer")?;
@@ -342,7 +384,7 @@ fn stream_layer(
     id: &LayerId,
     options: &FlattenOptions,
     diag: &dyn Diagnostics,
-    tx: &mpsc::SyncSender<Msg>,
+    tx: &mut Batcher,
     totals: &mut Totals,
 ) -> Result<bool, FlattenError> {
     let limits = &options.limits;
@@ -379,7 +421,7 @@ fn stream_layer(
         }
         let size = h.size;
         let is_file = h.kind == Kind::File;
-        if tx.send(Msg::Entry(Box::new(h))).is_err() {
+        if !tx.push(Msg::Entry(Box::new(h))) {
             return Ok(false);
         }
         if is_file && size > 0 {
@@ -391,7 +433,7 @@ fn stream_layer(
                     filled += tar.read_data(&mut chunk[filled..]).map_err(tar_err)?;
                 }
                 left -= chunk.len() as u64;
-                if tx.send(Msg::Data(chunk)).is_err() {
+                if !tx.push(Msg::Data(chunk)) {
                     return Ok(false);
                 }
             }

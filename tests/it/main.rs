@@ -1,7 +1,12 @@
-//! The one integration-test binary: each module is a group of tests or the
-//! fixture support they share.
+//! The integration-test binary: one binary for every integration test.
 
+mod builder;
 mod debian;
 mod e2e_umoci;
+mod elf;
+mod elfstub;
+mod hostile;
 mod layout_edit;
+mod platform;
 mod treecmp;
+mod treeview;

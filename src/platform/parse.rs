@@ -1,0 +1,236 @@
+//! Reading one platform file, checking it key by key, and merging files.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::PlatformError;
+use super::model::{LogMode, PlatformSpec};
+use crate::diag::{Diagnostics, Warning};
+
+/// Parses JSON text; the top level must be an object.
+pub(super) fn parse_json(path: &Path, text: &str) -> Result<Value, PlatformError> {
+    let value: Value = serde_json::from_str(text).map_err(|source| PlatformError::Json {
+        path: path.to_owned(),
+        source,
+    })?;
+    if !value.is_object() {
+        return Err(PlatformError::NotObject {
+            path: path.to_owned(),
+        });
+    }
+    Ok(value)
+}
+
+/// Checks one file (a whole template or an overlay fragment) against the
+/// typed model: wrong types and bad sizes are errors naming the key path;
+/// unknown keys are warnings (errors when `strict`).
+pub(super) fn check_fragment(
+    path: &Path,
+    value: &Value,
+    strict: bool,
+    diag: &dyn Diagnostics,
+) -> Result<PlatformSpec, PlatformError> {
+    let mut unknown = Vec::new();
+    let mut record = |p: serde_ignored::Path<'_>| unknown.push(key_path(&p));
+    let de = serde_ignored::Deserializer::new(value, &mut record);
+    let spec: PlatformSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        PlatformError::Invalid {
+            path: path.to_owned(),
+            key,
+            source: e.into_inner(),
+        }
+    })?;
+    // A `null` deletes a key when merging (RFC 7386) and is never "unknown".
+    if let Some(key) = unknown.first().filter(|_| strict) {
+        return Err(PlatformError::UnknownKey {
+            path: path.to_owned(),
+            key: key.clone(),
+        });
+    }
+    for key in unknown {
+        diag.warning(Warning::new(
+            path.display().to_string(),
+            format!("{key}: unknown key (ignored; check the spelling against docs/platforms.md)"),
+        ));
+    }
+    Ok(spec)
+}
+
+/// `gpu.devs[0].access` style path of an ignored key.
+fn key_path(p: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path as P;
+    match p {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        P::Map { parent, key } => {
+            let head = key_path(parent);
+            if head.is_empty() {
+                key.clone()
+            } else {
+                format!("{head}.{key}")
+            }
+        }
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            key_path(parent)
+        }
+    }
+}
+
+/// Applies `patch` to `base` as an RFC 7386 JSON Merge Patch: objects merge
+/// key by key, recursively; `null` removes a key; anything else (arrays
+/// included) replaces the old value.
+pub fn merge_patch(base: &mut Value, patch: &Value) {
+    let Value::Object(patch_map) = patch else {
+        *base = patch.clone();
+        return;
+    };
+    if !base.is_object() {
+        *base = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(base_map) = base {
+        for (key, pv) in patch_map {
+            if pv.is_null() {
+                base_map.remove(key);
+            } else {
+                merge_patch(base_map.entry(key.clone()).or_insert(Value::Null), pv);
+            }
+        }
+    }
+}
+
+/// The keys BundleGen's schema requires, checked on the merged platform.
+pub(super) fn check_required(path: &Path, spec: &PlatformSpec) -> Result<(), PlatformError> {
+    let missing = |key: &str, hint: &str| PlatformError::MissingKey {
+        path: path.to_owned(),
+        key: key.to_owned(),
+        hint: hint.to_owned(),
+    };
+    if spec.platform_name.is_none() {
+        return Err(missing("platformName", "a string naming the device"));
+    }
+    if spec.os.is_none() {
+        return Err(missing("os", "\"linux\""));
+    }
+    match &spec.arch {
+        None => {
+            return Err(missing(
+                "arch",
+                "an object like {\"arch\": \"arm\", \"variant\": \"v7\"}",
+            ));
+        }
+        Some(a) if a.arch.is_none() => {
+            return Err(missing("arch.arch", "\"arm\", \"arm64\", \"amd64\", ..."));
+        }
+        _ => {}
+    }
+    match &spec.rdk {
+        None => {
+            return Err(missing(
+                "rdk",
+                "an object with version and supportedFeatures",
+            ));
+        }
+        Some(r) if r.version.is_none() => {
+            return Err(missing("rdk.version", "a string like \"2024Q3\""));
+        }
+        Some(r) if r.supported_features.is_none() => {
+            return Err(missing(
+                "rdk.supportedFeatures",
+                "a list of strings (may be empty)",
+            ));
+        }
+        _ => {}
+    }
+    match &spec.hardware {
+        None => return Err(missing("hardware", "an object with at least graphics")),
+        Some(h) if h.graphics.is_none() => {
+            return Err(missing("hardware.graphics", "true or false"));
+        }
+        _ => {}
+    }
+    match &spec.network {
+        None => {
+            return Err(missing(
+                "network",
+                "an object like {\"options\": [\"nat\", \"open\", \"private\"]}",
+            ));
+        }
+        Some(n) if n.options.is_none() => {
+            return Err(missing("network.options", "a list of network modes"));
+        }
+        _ => {}
+    }
+    if let Some(gpu) = &spec.gpu
+        && gpu.gfx_libs.is_none()
+    {
+        return Err(missing(
+            "gpu.gfxLibs",
+            "a list of {src, dst} (may be empty)",
+        ));
+    }
+    if let Some(p) = spec.storage.as_ref().and_then(|s| s.persistent.as_ref())
+        && p.storage_dir.is_none()
+    {
+        return Err(missing(
+            "storage.persistent.storageDir",
+            "the host directory for app storage images",
+        ));
+    }
+    if let Some(l) = &spec.logging {
+        match (l.mode, &l.log_dir) {
+            (None, _) => {
+                return Err(missing(
+                    "logging.mode",
+                    "\"file\", \"journald\" or \"devnull\"",
+                ));
+            }
+            (Some(LogMode::File), None) => {
+                return Err(missing(
+                    "logging.logDir",
+                    "the host directory for log files (mode \"file\")",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch_follows_rfc7386() {
+        let mut base = json!({"a": {"b": 1, "c": [1, 2]}, "d": "x", "e": 1});
+        merge_patch(
+            &mut base,
+            &json!({"a": {"c": [3], "n": true}, "d": null, "f": {"g": 1}}),
+        );
+        assert_eq!(
+            base,
+            json!({"a": {"b": 1, "c": [3], "n": true}, "e": 1, "f": {"g": 1}})
+        );
+    }
+
+    #[test]
+    fn unknown_key_paths_are_precise() {
+        let v = json!({"gpu": {"devs": [{"type": "c", "path": "/dev/x", "major": 1, "minor": 2, "acess": "rw"}],
+                               "gfxLibs": []},
+                       "hardwre": {}});
+        let diag = crate::diag::Collected::default();
+        check_fragment(Path::new("rpi3.json"), &v, false, &diag).expect("only warnings");
+        let w: Vec<String> = diag.warnings().iter().map(|w| w.to_string()).collect();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with("rpi3.json: gpu.devs[0].acess: unknown key"),
+            "{w:?}"
+        );
+        assert!(w[1].starts_with("rpi3.json: hardwre: unknown key"), "{w:?}");
+        let err = check_fragment(Path::new("rpi3.json"), &v, true, &diag).expect_err("strict");
+        assert_eq!(err.to_string(), "rpi3.json: gpu.devs[0].acess: unknown key");
+    }
+}
