@@ -184,6 +184,10 @@ ln -s grep usr/share/doc/mount
 rm opt/pair/b
 "#;
 
+/// Owner of `opt/crafted/owned`: umoci's rootless repack writes every
+/// entry as 0:0, so only the crafted layer can check ownership.
+const CRAFTED_OWNER: (u64, u64) = (1234, 42);
+
 /// A fourth layer umoci cannot write: an opaque directory, a whiteout then
 /// a re-add of one name, a whiteout of a path that never existed, an opaque
 /// marker in a directory new in this layer, hardlinks within the layer and
@@ -198,6 +202,7 @@ fn crafted_layer() -> Vec<u8> {
         .dir("opt/crafted/", 0o750)
         .file("opt/crafted/a", 0o4755, b"crafted\n")
         .hardlink("opt/crafted/b", "opt/crafted/a")
+        .file_owned("opt/crafted/owned", 0o2750, CRAFTED_OWNER, b"owned\n")
         .dir("srv/", 0o755)
         .dir("srv/fresh/", 0o755)
         .opaque("srv/fresh")
@@ -214,7 +219,7 @@ fn crafted_layer() -> Vec<u8> {
 
 /// Spot checks on an unpack of [`four_layer_image`], independent of umoci:
 /// should umoci and bundlegen ever agree on a wrong tree, these still fail.
-fn assert_four_layer_semantics(root: &Path) {
+fn assert_four_layer_semantics(root: &Path, owners_applied: bool) {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let meta = |p: &str| {
         fs::symlink_metadata(root.join(p))
@@ -259,6 +264,20 @@ fn assert_four_layer_semantics(root: &Path) {
     assert_eq!(meta("usr/bin/chsh").mode() & 0o7777, 0o4750);
     assert_eq!(meta("usr/share/bash-completion").mode() & 0o7777, 0o1777);
     assert!(meta("etc/fifo").file_type().is_fifo());
+    // Ownership: applied as root, left to the caller's ids with --rootless.
+    let owned = meta("opt/crafted/owned");
+    let expected = if owners_applied {
+        CRAFTED_OWNER
+    } else {
+        // SAFETY: geteuid/getegid have no preconditions.
+        unsafe { (libc::geteuid().into(), libc::getegid().into()) }
+    };
+    assert_eq!(
+        (owned.uid().into(), owned.gid().into()),
+        expected,
+        "owner of opt/crafted/owned"
+    );
+    assert_eq!(owned.mode() & 0o7777, 0o2750, "setgid survives the chown");
     assert_eq!(
         fs::read_link(root.join("etc/absolute-link")).expect("etc/absolute-link"),
         Path::new("/etc/pam.d/login")
@@ -334,7 +353,8 @@ fn debian_multilayer(arch: Arch, extra_flags: &[&str]) -> Option<(tempfile::Temp
     let ours = w.path().join("ours");
     bundlegen_unpack(&oci_ref(&img.layout, "l4"), &ours, extra_flags);
     treecmp::assert_same_tree(&oracle, &ours);
-    assert_four_layer_semantics(&ours);
+    let owners_applied = is_root() && !extra_flags.contains(&"--rootless");
+    assert_four_layer_semantics(&ours, owners_applied);
     Some((w, img))
 }
 
@@ -474,7 +494,7 @@ fn small_image() -> Small {
     img.layout()
         .append_layer("l3", "latest", &crafted_layer(), Compression::Gzip);
     let oracle = umoci_unpack(&img.layout, "latest", &dir.path().join("umoci"));
-    assert_four_layer_semantics(&oracle);
+    assert_four_layer_semantics(&oracle, false);
     Small { dir, img, oracle }
 }
 

@@ -67,6 +67,23 @@ impl LayerBuilder {
         self
     }
 
+    /// A regular file with a numeric owner.
+    pub fn file_owned(
+        &mut self,
+        path: &str,
+        mode: u32,
+        owner: (u64, u64),
+        data: &[u8],
+    ) -> &mut Self {
+        let mut h = Self::header(tar::EntryType::Regular, mode, data.len() as u64);
+        h.set_uid(owner.0);
+        h.set_gid(owner.1);
+        self.tar
+            .append_data(&mut h, path, data)
+            .expect("append file to in-memory tar");
+        self
+    }
+
     pub fn symlink(&mut self, path: &str, target: &str) -> &mut Self {
         let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0);
         self.tar
