@@ -225,14 +225,16 @@ pub struct ElfScan {
     pub other_files: usize,
 }
 
-/// Reads one file. `Ok(None)` when it is not an ELF file.
 /// Scans every regular file under `root` in parallel. Symlinks are recorded,
 /// not followed; files that are not ELF are counted; malformed ELF files and
-/// unreadable entries are reported as warnings and skipped.
+/// unreadable entries are reported as warnings and skipped. Like `find
+/// -xdev`, directories on another file system than `root` (`/proc`, `/sys`
+/// and `/dev` when `root` is a live system's `/`) are not entered.
 pub fn scan(root: &Path, diag: &dyn Diagnostics) -> io::Result<ElfScan> {
     let mut files = Vec::new();
     let mut symlinks = BTreeMap::new();
-    walk(root, root, &mut files, &mut symlinks, diag)?;
+    let device = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(root)?);
+    walk(root, root, device, &mut files, &mut symlinks, diag)?;
     diag.progress(Progress::Begin {
         step: "ELF scan".into(),
         total: Some(files.len() as u64),
@@ -295,6 +297,7 @@ pub(crate) fn in_root_path(root: &Path, full: &Path) -> String {
 fn walk(
     root: &Path,
     dir: &Path,
+    device: u64,
     files: &mut Vec<(String, PathBuf)>,
     symlinks: &mut BTreeMap<String, String>,
     diag: &dyn Diagnostics,
@@ -316,7 +319,12 @@ fn walk(
         let Ok(ft) = entry.file_type() else { continue };
         let path = entry.path();
         if ft.is_dir() {
-            walk(root, &path, files, symlinks, diag)?;
+            let same_fs = entry
+                .metadata()
+                .is_ok_and(|m| std::os::unix::fs::MetadataExt::dev(&m) == device);
+            if same_fs {
+                walk(root, &path, device, files, symlinks, diag)?;
+            }
         } else if ft.is_symlink() {
             if let Ok(target) = std::fs::read_link(&path) {
                 symlinks.insert(

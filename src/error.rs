@@ -1,8 +1,18 @@
 //! The library's errors, one enum per stage, gathered here so that callers
 //! can classify any of them.
 
+use std::path::PathBuf;
+
+pub use crate::appmeta::AppMetaError;
+pub use crate::bundle::archive::ArchiveError;
+pub use crate::bundle::config::ConfigError;
+pub use crate::bundle::ocidir::OciDirError;
+pub use crate::bundle::prep::PrepError;
+pub use crate::compat::Incompatible;
+pub use crate::operator::OperatorError;
 pub use crate::image::ImageError;
 pub use crate::layers::FlattenError;
+pub use crate::libmatch::LibMatchError;
 pub use crate::platform::PlatformError;
 pub use crate::staging::StagingError;
 
@@ -27,6 +37,30 @@ pub enum Error {
     Staging(#[from] StagingError),
     #[error(transparent)]
     Platform(#[from] PlatformError),
+    #[error(transparent)]
+    LibMatch(#[from] LibMatchError),
+    #[error(transparent)]
+    Incompatible(#[from] Incompatible),
+    #[error(transparent)]
+    AppMeta(#[from] AppMetaError),
+    #[error(transparent)]
+    Operator(#[from] OperatorError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Prep(#[from] PrepError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    OciDir(#[from] OciDirError),
+    #[error("image {image} has no /appmetadata.json and no app metadata file was given\nhelp: pass one with -a FILE")]
+    NoAppMetadata { image: String },
+    #[error("cannot write {path}")]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -39,6 +73,20 @@ impl Error {
             Error::Staging(StagingError::Io { .. }) => Category::Failed,
             Error::Staging(_) => Category::BadInput,
             Error::Platform(_) => Category::BadInput,
+            Error::LibMatch(e) if e.is_bad_input() => Category::BadInput,
+            Error::LibMatch(_) => Category::Failed,
+            Error::Incompatible(e) if e.is_bad_input() => Category::BadInput,
+            Error::Incompatible(e) if e.is_failure() => Category::Failed,
+            Error::Incompatible(_) => Category::Incompatible,
+            Error::AppMeta(_) | Error::Operator(_) | Error::NoAppMetadata { .. } => Category::BadInput,
+            Error::Config(ConfigError::ReadRootfs { .. }) => Category::Failed,
+            Error::Config(_) => Category::BadInput,
+            Error::Prep(PrepError::MountPoint { .. }) => Category::BadInput,
+            Error::Prep(_) => Category::Failed,
+            Error::Archive(ArchiveError::Level { .. } | ArchiveError::Control { .. } | ArchiveError::OutputInsideInput { .. }) => {
+                Category::BadInput
+            }
+            Error::Archive(_) | Error::OciDir(_) | Error::Output { .. } => Category::Failed,
         }
     }
 }

@@ -1,0 +1,341 @@
+//! Library matching: which shared libraries of the image the container takes
+//! from the device instead, and which unused ones it drops.
+//!
+//! BundleGen looks only at the GPU libraries and Dobby's plugin
+//! dependencies. We look at the app itself: the roots are the entrypoint,
+//! every ELF executable of the image, every shared object the loader cannot
+//! reach by name (plugins and modules, which are `dlopen`ed by path) and the
+//! libraries the keep patterns protect. Their dependency closures are
+//! computed with the image's own loader model ([`crate::ldso`]), then each
+//! library found is matched against the device inventory (`_libs.json`):
+//!
+//! - **normal**: the device copy is taken when it has the same soname, fits
+//!   the architecture and its version definitions cover every symbol
+//!   version that the image's objects need from that library;
+//! - **host**: the device copy is taken whenever the soname exists there;
+//! - **image**: nothing is taken from the device except the GPU libraries
+//!   (and Dobby plugin dependencies the image does not have).
+//!
+//! The glibc family (libc, libm, libpthread, the loader, the NSS modules of
+//! glibc, ...) moves as one unit. A device library is taken only if its own
+//! dependencies are satisfied in the container (device copies, or image
+//! copies that define every version the device copy does); otherwise it
+//! stays in the image. A library taken from the device is bind-mounted where
+//! the image's loader looks for it and the image's copy and its symlinks are
+//! removed. See `docs/libmatch.md`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::bundle::LibMount;
+use crate::diag::Diagnostics;
+use crate::elf::ElfScan;
+use crate::ldso::{Loader, resolve_in_root};
+use crate::platform::{LibsInventory, Platform};
+
+mod apply;
+mod decide;
+mod device;
+mod forced;
+mod outcome;
+mod prune;
+mod walk;
+
+pub use apply::{ApplyStats, apply};
+pub use device::{is_glibc_family, is_loader_name};
+pub use prune::DEFAULT_KEEP;
+
+/// BundleGen's `-m/--libmatchingmode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Take the device copy when it provides every version the image needs.
+    #[default]
+    Normal,
+    /// Keep the image's libraries (GPU libraries still come from the device).
+    Image,
+    /// Take the device copy whenever the device has the soname.
+    Host,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "normal" => Ok(Mode::Normal),
+            "image" => Ok(Mode::Image),
+            "host" => Ok(Mode::Host),
+            _ => Err(format!(
+                "invalid library matching mode {s:?}: expected normal, image or host"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Normal => "normal",
+            Mode::Image => "image",
+            Mode::Host => "host",
+        })
+    }
+}
+
+/// How to match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchOptions {
+    pub mode: Mode,
+    /// `-n`: match only the direct needs of the roots; no transitive walk on
+    /// the image side, and device copies whose dependencies the image does
+    /// not provide are not taken.
+    pub no_dep_walking: bool,
+    /// `--keep` globs, added to [`DEFAULT_KEEP`]: libraries that are
+    /// `dlopen`ed by name and must survive pruning (they are also roots). A
+    /// pattern without `/` matches file names, one with `/` in-root paths.
+    pub keep: Vec<String>,
+    /// Remove unreached libraries from the loader directories (`false` with
+    /// `--no-prune`).
+    pub prune: bool,
+    /// The app uses graphics: `gpu.gfxLibs` come from the device.
+    pub graphics: bool,
+}
+
+impl Default for MatchOptions {
+    fn default() -> Self {
+        MatchOptions {
+            mode: Mode::Normal,
+            no_dep_walking: false,
+            keep: Vec::new(),
+            prune: true,
+            graphics: false,
+        }
+    }
+}
+
+/// What happens to one library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// The device copy is bind-mounted; the image's copy (if any) is removed.
+    FromDevice,
+    /// The image's copy stays.
+    KeepImage,
+    /// Nothing reaches it: removed from the image.
+    Pruned,
+    /// Needed, but neither the image nor (usable) the device has it.
+    Missing,
+}
+
+/// One library and why it ends up where it does.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Decision {
+    pub soname: String,
+    /// The image's copy (in-root path, symlinks resolved).
+    pub image_path: Option<String>,
+    /// The device's copy: mounted (`FromDevice`) or considered.
+    pub device_path: Option<String>,
+    pub action: Action,
+    pub reason: String,
+    /// In-root paths of the objects that need it, sorted.
+    pub needed_by: Vec<String>,
+}
+
+/// The outcome of [`plan`]; everything sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MatchPlan {
+    /// Device files to bind-mount read-only into the container.
+    pub mounts: Vec<LibMount>,
+    /// In-root paths to delete (files and the symlinks that lead to them),
+    /// with their directories resolved in the rootfs; [`apply`] removes them.
+    pub remove: Vec<String>,
+    /// One per library considered, sorted by soname then image path.
+    pub decisions: Vec<Decision>,
+    /// In-root paths of the libraries pruned (also in `remove`).
+    pub pruned: Vec<String>,
+}
+
+impl MatchPlan {
+    /// The decision for a soname (the first one if the image has several copies).
+    pub fn decision(&self, soname: &str) -> Option<&Decision> {
+        self.decisions.iter().find(|d| d.soname == soname)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LibMatchError {
+    #[error("keep pattern {pattern:?} is not a valid glob")]
+    KeepPattern {
+        pattern: String,
+        #[source]
+        source: globset::Error,
+    },
+    #[error("cannot open the rootfs {path}")]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot remove {path} from the rootfs {root}")]
+    Remove {
+        path: String,
+        root: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} in the rootfs {root} is a directory; only files and symlinks are removed")]
+    IsDirectory { path: String, root: PathBuf },
+    #[error("{path}: not a file path inside the rootfs")]
+    BadPath { path: String },
+}
+
+impl LibMatchError {
+    /// Whether the inputs are at fault (exit code 1) rather than the machine.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            LibMatchError::KeepPattern { .. }
+                | LibMatchError::BadPath { .. }
+                | LibMatchError::IsDirectory { .. }
+        )
+    }
+}
+
+/// Decides, for the flattened rootfs at `rootfs` (scanned as `scan`), which
+/// libraries come from the device and which are pruned. Reads the rootfs,
+/// never writes it: [`apply`] does the removals. `inventory` defaults to
+/// the platform's own `_libs.json`.
+pub fn plan(
+    rootfs: &Path,
+    scan: &ElfScan,
+    platform: &Platform,
+    inventory: Option<&LibsInventory>,
+    entrypoint: Option<&str>,
+    options: &MatchOptions,
+    diag: &dyn Diagnostics,
+) -> Result<MatchPlan, LibMatchError> {
+    if !rootfs.is_dir() {
+        return Err(LibMatchError::Root {
+            path: rootfs.to_owned(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        });
+    }
+    let keep = prune::KeepSet::new(&options.keep)?;
+    let mut ctx = Ctx {
+        root: rootfs,
+        scan,
+        loader: Loader::new(rootfs, diag).with_scan(scan),
+        links: links_by_target(rootfs, scan),
+        arch: platform.oci_arch(),
+    };
+    let inventory = inventory.or(platform.libs.as_ref());
+    let device = device::Device::new(inventory);
+    let reach = walk::reach(&mut ctx, &keep, entrypoint, diag);
+    let mut d = decide::Decider::new(&mut ctx, &device, options, platform, &reach, diag);
+    d.run();
+    let reached = d.reached();
+    let pruned = prune::prunable(d.ctx, &keep, &reached);
+    d.finish(pruned);
+    Ok(d.into_plan())
+}
+
+/// What the stages share: the rootfs, its scan and loader model.
+pub(crate) struct Ctx<'a> {
+    pub root: &'a Path,
+    pub scan: &'a ElfScan,
+    pub loader: Loader,
+    /// Real in-root path → the symlinks (in-root paths) that resolve to it.
+    pub links: BTreeMap<String, Vec<String>>,
+    /// The platform's architecture in OCI spelling, when known.
+    pub arch: Option<&'static str>,
+}
+
+impl Ctx<'_> {
+    /// `path` with its directory resolved in the rootfs and its file name
+    /// kept (`/lib/x86_64-linux-gnu/libc.so.6` on a merged-usr rootfs is
+    /// `/usr/lib/x86_64-linux-gnu/libc.so.6`).
+    pub fn canonical(&self, path: &str) -> String {
+        canonical(self.root, path)
+    }
+
+    /// The image file and every symlink that leads to it.
+    pub fn with_links(&self, real: &str) -> Vec<String> {
+        let mut out = vec![real.to_owned()];
+        if let Some(l) = self.links.get(real) {
+            out.extend(l.iter().cloned());
+        }
+        out
+    }
+}
+
+pub(crate) fn canonical(root: &Path, path: &str) -> String {
+    let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
+    let dir = if dir.is_empty() { "/" } else { dir };
+    match resolve_in_root(root, dir) {
+        Ok(d) if d == "/" => format!("/{file}"),
+        Ok(d) => format!("{d}/{file}"),
+        Err(_) => path.to_owned(),
+    }
+}
+
+pub(crate) fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Every symlink of the scan that resolves, inside the rootfs, to a file of
+/// the scan. Absolute targets are taken relative to the rootfs, so a link
+/// to `/usr/lib/libz.so.1` never designates the build machine's file.
+fn links_by_target(root: &Path, scan: &ElfScan) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for link in scan.symlinks.keys() {
+        if let Ok(real) = resolve_in_root(root, link)
+            && scan.files.contains_key(&real)
+        {
+            out.entry(real).or_default().push(link.clone());
+        }
+    }
+    out
+}
+
+/// `a, b, c` of a set, for messages.
+pub(crate) fn list<'a>(items: impl IntoIterator<Item = &'a String>) -> String {
+    items
+        .into_iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Sorted, deduplicated.
+pub(crate) fn sorted(v: impl IntoIterator<Item = String>) -> Vec<String> {
+    v.into_iter().collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_and_print() {
+        for m in ["normal", "image", "host"] {
+            let mode: Mode = m.parse().expect("valid");
+            assert_eq!(mode.to_string(), m);
+        }
+        let err = "hostx".parse::<Mode>().expect_err("invalid");
+        assert!(err.contains("normal, image or host"), "{err}");
+    }
+
+    #[test]
+    fn canonical_resolves_the_directory_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = dir.path();
+        std::fs::create_dir_all(r.join("usr/lib")).expect("mkdir");
+        std::os::unix::fs::symlink("usr/lib", r.join("lib")).expect("symlink");
+        std::os::unix::fs::symlink("libc.so.6.real", r.join("usr/lib/libc.so.6")).expect("link");
+        assert_eq!(canonical(r, "/lib/libc.so.6"), "/usr/lib/libc.so.6");
+        assert_eq!(canonical(r, "/nowhere/x.so"), "/nowhere/x.so");
+        assert_eq!(canonical(r, "/x.so"), "/x.so");
+        assert_eq!(file_name("/a/b/libz.so.1"), "libz.so.1");
+    }
+}

@@ -1,0 +1,309 @@
+//! The operator configuration: policy applied on top of every platform.
+//!
+//! A JSON file owned by whoever builds bundles for a fleet (not by the app
+//! or the device): environment variables every container gets, extra
+//! mounts, capabilities never granted, resource limits, extra Dobby
+//! rdkPlugins, and optionally a platform overlay. Its keys:
+//!
+//! ```json
+//! {
+//!   "env": ["TZ=UTC"],
+//!   "mounts": [{"source": "/etc/fleet", "destination": "/etc/fleet", "type": "bind", "options": ["rbind", "ro"]}],
+//!   "dropCapabilities": ["CAP_NET_RAW"],
+//!   "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 2048, "soft": 1024}],
+//!   "rdkPlugins": {"httpproxy": {"required": false, "data": {}}},
+//!   "platform": {"logging": {"mode": "journald"}}
+//! }
+//! ```
+//!
+//! How each applies is documented in `docs/formats.md` ("Operator
+//! configuration"): the operator comes last and wins.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::diag::{Diagnostics, Warning};
+use crate::platform::model::{Mount, ResourceLimit};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("cannot read operator configuration {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid JSON")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: {key}: invalid value")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "{path}: {key}: unknown key (remove it, or check its spelling against docs/formats.md)"
+    )]
+    UnknownKey { path: PathBuf, key: String },
+    #[error("{path}: {key}: {message}")]
+    BadValue {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// One rdkPlugin entry as `config.json` holds it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PluginEntry {
+    #[serde(default = "yes")]
+    pub required: bool,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default = "empty_object")]
+    pub data: Value,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+/// A loaded operator configuration.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Operator {
+    /// Where it was read from, for messages.
+    #[serde(skip)]
+    pub source: PathBuf,
+    /// `NAME=VALUE` entries added to every container, replacing a variable
+    /// of the same name from the image, the platform or the GPU settings.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Mounts added after all others.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// Capabilities removed from whatever set the container would get.
+    #[serde(default)]
+    pub drop_capabilities: Vec<String>,
+    /// Process rlimits; each replaces a limit of the same type.
+    #[serde(default)]
+    pub rlimits: Vec<ResourceLimit>,
+    /// Extra Dobby rdkPlugins (Dobby mode only); each replaces a plugin of
+    /// the same name.
+    #[serde(default)]
+    pub rdk_plugins: BTreeMap<String, PluginEntry>,
+    /// A platform overlay (RFC 7386 merge patch) applied last when the
+    /// platform is loaded; see [`Operator::platform_overlay`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Value>,
+}
+
+impl Operator {
+    pub fn load(path: &Path, strict: bool, diag: &dyn Diagnostics) -> Result<Self, OperatorError> {
+        let text = std::fs::read(path).map_err(|source| OperatorError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path, strict, diag)
+    }
+
+    /// Checks an operator configuration held in memory; `path` names it.
+    pub fn parse(
+        bytes: &[u8],
+        path: &Path,
+        strict: bool,
+        diag: &dyn Diagnostics,
+    ) -> Result<Self, OperatorError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|source| OperatorError::Json {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut unknown = Vec::new();
+        let mut record = |p: serde_ignored::Path<'_>| unknown.push(crate::appmeta::key_path(&p));
+        let de = serde_ignored::Deserializer::new(&value, &mut record);
+        let mut op: Operator =
+            serde_path_to_error::deserialize(de).map_err(|e| OperatorError::Invalid {
+                path: path.to_owned(),
+                key: e.path().to_string(),
+                source: e.into_inner(),
+            })?;
+        if let Some(key) = unknown.first().filter(|_| strict) {
+            return Err(OperatorError::UnknownKey {
+                path: path.to_owned(),
+                key: key.clone(),
+            });
+        }
+        for key in unknown {
+            diag.warning(Warning::new(
+                path.display().to_string(),
+                format!("{key}: unknown key (ignored; check the spelling against docs/formats.md)"),
+            ));
+        }
+        op.source = path.to_owned();
+        op.check()?;
+        Ok(op)
+    }
+
+    fn check(&self) -> Result<(), OperatorError> {
+        let bad = |key: String, message: String| OperatorError::BadValue {
+            path: self.source.clone(),
+            key,
+            message,
+        };
+        for (i, e) in self.env.iter().enumerate() {
+            if e.split_once('=').is_none_or(|(n, _)| n.is_empty()) {
+                return Err(bad(format!("env[{i}]"), format!("{e:?} is not NAME=VALUE")));
+            }
+        }
+        for (i, m) in self.mounts.iter().enumerate() {
+            if !crate::appmeta::is_abs_path(&m.destination) {
+                return Err(bad(
+                    format!("mounts[{i}].destination"),
+                    format!("{:?} is not an absolute container path", m.destination),
+                ));
+            }
+        }
+        for (i, c) in self.drop_capabilities.iter().enumerate() {
+            if !is_cap_name(c) {
+                return Err(bad(
+                    format!("dropCapabilities[{i}]"),
+                    format!("{c:?} is not a capability name like \"CAP_NET_RAW\""),
+                ));
+            }
+        }
+        for (i, r) in self.rlimits.iter().enumerate() {
+            check_rlimit(r).map_err(|m| bad(format!("rlimits[{i}]"), m))?;
+        }
+        for name in self.rdk_plugins.keys() {
+            if !is_plugin_name(name) {
+                return Err(bad(
+                    format!("rdkPlugins.{name}"),
+                    "plugin names are lower-case letters only ([a-z]+), as Dobby requires".into(),
+                ));
+            }
+        }
+        if let Some(p) = &self.platform
+            && !p.is_object()
+        {
+            return Err(bad(
+                "platform".into(),
+                "must be a JSON object (a platform overlay)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The platform overlay as `platform::LoadOptions::overlay_values` wants
+    /// it: merged after the template, its `.d` files and overlay files.
+    pub fn platform_overlay(&self) -> Option<(String, Value)> {
+        let p = self.platform.as_ref()?;
+        Some((format!("{}#platform", self.source.display()), p.clone()))
+    }
+}
+
+/// `CAP_` followed by upper-case letters, digits and underscores.
+pub(crate) fn is_cap_name(c: &str) -> bool {
+    c.strip_prefix("CAP_").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    })
+}
+
+/// Dobby's rule for rdkPlugins keys: `[a-z]+`.
+pub(crate) fn is_plugin_name(n: &str) -> bool {
+    !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase())
+}
+
+/// The runtime-spec form of an rlimit: `RLIMIT_[A-Z]+`, soft ≤ hard.
+pub(crate) fn check_rlimit(r: &ResourceLimit) -> Result<(), String> {
+    let ok = r
+        .kind
+        .strip_prefix("RLIMIT_")
+        .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_uppercase()));
+    if !ok {
+        return Err(format!(
+            "type {:?} is not an rlimit name like \"RLIMIT_NOFILE\"",
+            r.kind
+        ));
+    }
+    if r.soft > r.hard {
+        return Err(format!(
+            "{}: soft limit {} is above the hard limit {}",
+            r.kind, r.soft, r.hard
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::Collected;
+
+    fn parse(text: &str, strict: bool) -> Result<Operator, OperatorError> {
+        Operator::parse(
+            text.as_bytes(),
+            Path::new("op.json"),
+            strict,
+            &Collected::default(),
+        )
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let op = parse(
+            r#"{"env": ["TZ=UTC"], "dropCapabilities": ["CAP_NET_RAW"],
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 2048, "soft": 1024}],
+                "rdkPlugins": {"httpproxy": {"data": {"ignoreProxy": []}}},
+                "platform": {"hostname": "x"}}"#,
+            true,
+        )
+        .expect("valid");
+        assert_eq!(op.env, ["TZ=UTC"]);
+        let p = &op.rdk_plugins["httpproxy"];
+        assert!(p.required && p.depends_on.is_empty());
+        let (label, v) = op.platform_overlay().expect("overlay");
+        assert_eq!(label, "op.json#platform");
+        assert_eq!(v["hostname"], "x");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = parse(r#"{"env": ["NOEQUALS"]}"#, false).expect_err("env");
+        assert_eq!(
+            e.to_string(),
+            "op.json: env[0]: \"NOEQUALS\" is not NAME=VALUE"
+        );
+        let e = parse(r#"{"rdkPlugins": {"Http": {}}}"#, false).expect_err("name");
+        assert!(
+            e.to_string().starts_with("op.json: rdkPlugins.Http: "),
+            "{e}"
+        );
+        let e = parse(
+            r#"{"rlimits": [{"type": "NOFILE", "hard": 1, "soft": 1}]}"#,
+            false,
+        )
+        .expect_err("rlimit");
+        assert!(e.to_string().starts_with("op.json: rlimits[0]: "), "{e}");
+        let e = parse(r#"{"dropCaps": []}"#, true).expect_err("unknown");
+        assert!(
+            e.to_string().starts_with("op.json: dropCaps: unknown key"),
+            "{e}"
+        );
+    }
+}

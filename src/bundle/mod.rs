@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod config;
+pub mod generate;
 pub mod ocidir;
 pub mod plugins;
 pub mod prep;

@@ -3,6 +3,7 @@
 
 mod console;
 mod deps;
+mod generate;
 mod image_args;
 mod inspect;
 mod platform;
@@ -34,6 +35,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Make a device bundle (config.json + rootfs/ + archive) from an image
+    /// for a platform: BundleGen's `generate`
+    #[command(after_help = EXIT_CODES)]
+    Generate(Box<generate::GenerateArgs>),
     /// Flatten an image's layers into a rootfs directory, as a container
     /// runtime would
     #[command(after_help = EXIT_CODES)]
@@ -98,6 +103,7 @@ impl From<bundlegen::error::Error> for Failure {
 pub fn run(cli: Cli) -> ExitCode {
     let console = Console::new(cli.quiet);
     let result = match cli.command {
+        Command::Generate(args) => generate::run(*args, &console),
         Command::Unpack(args) => unpack::run(args, &console).map_err(Failure::from),
         Command::Inspect(args) => inspect::run(args).map_err(Failure::from),
         Command::Platform(args) => platform::run(&args, &console),

@@ -65,6 +65,10 @@ pub struct PlatformSpec {
     pub oomcrash: Option<Oomcrash>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tarball: Option<Tarball>,
+    /// Extra Dobby plugins passed through to `rdkPlugins` as written
+    /// (`{required, dependsOn, data}` per plugin).
+    #[serde(rename = "rdkPlugins", skip_serializing_if = "Option::is_none")]
+    pub rdk_plugins: Option<std::collections::BTreeMap<String, serde_json::Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
     // ---- extensions (docs/platforms.md) ----

@@ -1,0 +1,330 @@
+//! `generate`: one image, one platform, one app → a bundle directory
+//! (`config.json` + `rootfs/`) and its archive.
+//!
+//! The stages, in order: flatten the image into a staging directory; read
+//! the app metadata (from the caller or `/appmetadata.json` in the image,
+//! which is then removed); check the app against the platform; scan the
+//! rootfs's ELF files; plan and apply library matching; check that the
+//! entrypoint can run; build `config.json`; prepare the rootfs for Dobby;
+//! rename the bundle into place; write the archive and, if asked, an OCI
+//! image of the final rootfs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::archive::{self, ArchiveInfo, ArchiveOptions, Compression};
+use super::config::{self, ConfigInputs, Mode};
+use super::{ocidir, prep};
+use crate::appmeta::AppMetadata;
+use crate::compat;
+use crate::diag::{Diagnostics, Progress, Tee, Unit, Warning};
+use crate::elf;
+use crate::error::Error;
+use crate::image::{OpenImage, ResolvedImage};
+use crate::layers::{self, FlattenOptions};
+use crate::libmatch::{self, MatchOptions};
+use crate::operator::Operator;
+use crate::platform::Platform;
+use crate::staging::Staging;
+
+/// The app metadata file BundleGen reads from the image when `-a` is not
+/// given.
+const IMAGE_APPMETADATA: &str = "appmetadata.json";
+
+/// What to write besides the bundle directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveKind {
+    Tar(Compression),
+    Ipk,
+    None,
+}
+
+pub struct GenerateOptions<'a> {
+    pub platform: &'a Platform,
+    /// `-a`; `None` reads `/appmetadata.json` from the image.
+    pub app_metadata: Option<&'a Path>,
+    /// `-x`
+    pub app_id: Option<&'a str>,
+    pub operator: Option<&'a Operator>,
+    pub mode: Mode,
+    pub matching: MatchOptions,
+    /// `-r`
+    pub create_mount_points: bool,
+    /// `-y`
+    pub overwrite: bool,
+    pub archive: ArchiveKind,
+    pub strict: bool,
+    /// `--oci-output DIR`
+    pub oci_output: Option<&'a Path>,
+    pub source_date_epoch: Option<i64>,
+    /// Worker threads for compression (0: one per CPU).
+    pub threads: usize,
+    pub flatten: FlattenOptions,
+}
+
+/// What `generate` did, for `--report` and the summary line.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub app_id: String,
+    pub platform: String,
+    pub image: ImageSummary,
+    pub mode: &'static str,
+    pub bundle: PathBuf,
+    pub entrypoint: compat::EntrypointInfo,
+    pub libraries: libmatch::MatchPlan,
+    pub bytes: Bytes,
+    pub files: Files,
+    pub rootfs_changes: prep::PrepReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oci_output: Option<String>,
+    pub warnings: Vec<Warning>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSummary {
+    pub name: String,
+    pub manifest: String,
+    pub platform: String,
+    pub layers: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bytes {
+    /// Regular-file bytes of the flattened image.
+    pub image: u64,
+    /// Removed by library matching and pruning.
+    pub removed: u64,
+    /// What is left in the bundle's rootfs.
+    pub bundle: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Files {
+    pub image: u64,
+    pub removed: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveSummary {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl From<&ArchiveInfo> for ArchiveSummary {
+    fn from(a: &ArchiveInfo) -> Self {
+        ArchiveSummary { path: a.path.clone(), size: a.size, sha256: a.sha256.to_string() }
+    }
+}
+
+/// The archive path BundleGen uses: `OUTPUTDIR.tar.gz` (or `.ipk`).
+pub fn archive_path(outputdir: &Path, kind: ArchiveKind) -> Option<PathBuf> {
+    let ext = match kind {
+        ArchiveKind::Tar(c) => c.extension(),
+        ArchiveKind::Ipk => "ipk",
+        ArchiveKind::None => return None,
+    };
+    let mut name = outputdir.file_name()?.to_os_string();
+    name.push(".");
+    name.push(ext);
+    Some(outputdir.with_file_name(name))
+}
+
+pub fn generate(
+    source: &OpenImage,
+    image: &ResolvedImage,
+    outputdir: &Path,
+    opts: &GenerateOptions<'_>,
+    diag: &dyn Diagnostics,
+) -> Result<Report, Error> {
+    let diag = Tee::new(diag);
+    let platform = opts.platform;
+    compat::check_arch(platform, image, &diag)?;
+
+    let staging = Staging::new(outputdir, opts.overwrite)?;
+    let rootfs = staging.path().join("rootfs");
+    std::fs::create_dir(&rootfs).map_err(|source| Error::Output { path: rootfs.clone(), source })?;
+    let flattened = layers::flatten(source, image, &rootfs, &opts.flatten, &diag)?;
+
+    let app = load_app(&rootfs, image, opts, &diag)?;
+    let app_json = serde_json::to_value(&app).map_err(|e| Error::Output { path: rootfs.clone(), source: std::io::Error::other(e) })?;
+    compat::check_platform(platform, image, &app_json, &diag)?;
+
+    diag.progress(Progress::Begin { step: "analysing ELF files".into(), total: None, unit: Unit::Items });
+    let scan = elf::scan(&rootfs, &diag).map_err(|source| Error::Output { path: rootfs.clone(), source })?;
+    diag.progress(Progress::End);
+    let command = command_of(image);
+    let matching = MatchOptions { graphics: app.graphics, ..opts.matching.clone() };
+    let plan = libmatch::plan(&rootfs, &scan, platform, platform.libs.as_ref(), command.first().map(String::as_str), &matching, &diag)?;
+    let entrypoint = compat::check_entrypoint(&rootfs, &command, path_env(image).as_deref(), platform, &scan, &plan, platform.libs.as_ref())?;
+    let removed = libmatch::apply(&rootfs, &plan)?;
+
+    let built = config::build(
+        &ConfigInputs {
+            image: &image.config,
+            platform,
+            app: &app,
+            operator: opts.operator,
+            mode: opts.mode,
+            lib_mounts: &plan.mounts,
+            rootfs: &rootfs,
+            create_mount_points: opts.create_mount_points,
+        },
+        &diag,
+    )?;
+    let plugins = built.config.get("rdkPlugins");
+    let prep_report = prep::prepare(
+        &rootfs,
+        &prep::PrepOptions {
+            localtime_plugin: plugins.and_then(|p| p.get("localtime")).is_some(),
+            mount_points: built
+                .mount_points
+                .iter()
+                .map(|m| (m.path.clone(), m.kind == config::MountPointKind::Dir))
+                .collect(),
+            dbus: plugins.and_then(|p| p.get("ipc")).is_some(),
+        },
+    )?;
+    let mut json = serde_json::to_vec_pretty(&built.config).map_err(|e| Error::Output {
+        path: staging.path().join("config.json"),
+        source: std::io::Error::other(e),
+    })?;
+    json.push(b'\n');
+    let config_path = staging.path().join("config.json");
+    std::fs::write(&config_path, json).map_err(|source| Error::Output { path: config_path, source })?;
+    let bundle_bytes = flattened.stats.bytes.saturating_sub(removed.bytes_removed);
+    staging.commit()?;
+
+    let archive_opts = archive_options(platform, &built, &flattened.recorded, opts)?;
+    let archive = match (opts.archive, archive_path(outputdir, opts.archive)) {
+        (ArchiveKind::Tar(_), Some(out)) => Some(archive::write_tar(outputdir, &out, &archive_opts)?),
+        (ArchiveKind::Ipk, Some(out)) => {
+            let arch = platform.spec.arch.as_ref();
+            let meta = archive::IpkMeta {
+                package: app.id.clone(),
+                version: app.version.clone().unwrap_or_else(|| "1.0".into()),
+                architecture: archive::IpkMeta::architecture_of(
+                    arch.and_then(|a| a.arch.as_deref()).unwrap_or("all"),
+                    arch.and_then(|a| a.variant.as_deref()),
+                ),
+                description: app.description.clone().unwrap_or_else(|| app.id.clone()),
+                priority: app.priority.clone(),
+            };
+            Some(archive::write_ipk(outputdir, &out, &meta, &archive_opts)?)
+        }
+        _ => None,
+    };
+    let oci_output = match opts.oci_output {
+        Some(dir) => {
+            let tag = app.version.clone().unwrap_or_else(|| "latest".into());
+            let layer_opts = ArchiveOptions { owner: None, file_mask: None, ..archive_opts.clone() };
+            let digest = ocidir::write(&outputdir.join("rootfs"), &image.config, dir, &tag, &layer_opts)?;
+            Some(format!("{}:{tag} ({digest})", dir.display()))
+        }
+        None => None,
+    };
+
+    Ok(Report {
+        app_id: app.id.clone(),
+        platform: platform.name.clone(),
+        image: ImageSummary {
+            name: image.name.clone(),
+            manifest: image.manifest_digest.to_string(),
+            platform: image.platform.to_string(),
+            layers: image.layers.len(),
+        },
+        mode: match opts.mode {
+            Mode::Dobby => "dobby",
+            Mode::Crun => "crun",
+        },
+        bundle: outputdir.to_owned(),
+        entrypoint,
+        libraries: plan,
+        bytes: Bytes { image: flattened.stats.bytes, removed: removed.bytes_removed, bundle: bundle_bytes },
+        files: Files { image: flattened.stats.files, removed: removed.files_removed },
+        rootfs_changes: prep_report,
+        archive: archive.as_ref().map(ArchiveSummary::from),
+        oci_output,
+        warnings: diag.record.warnings(),
+    })
+}
+
+/// Reads the app metadata from `-a`, or from the image (then removes it
+/// from the bundle), and applies `-x`.
+fn load_app(rootfs: &Path, image: &ResolvedImage, opts: &GenerateOptions<'_>, diag: &dyn Diagnostics) -> Result<AppMetadata, Error> {
+    let in_image = rootfs.join(IMAGE_APPMETADATA);
+    let app = match opts.app_metadata {
+        Some(path) => AppMetadata::load(path, opts.strict, diag)?,
+        None => {
+            // Read through the in-root walker's rules: it must be a regular
+            // file, not a symlink out of the rootfs.
+            match std::fs::symlink_metadata(&in_image) {
+                Ok(m) if m.is_file() => {}
+                _ => return Err(Error::NoAppMetadata { image: image.name.clone() }),
+            }
+            let bytes = std::fs::read(&in_image).map_err(|source| Error::Output { path: in_image.clone(), source })?;
+            let name = format!("{}:/{IMAGE_APPMETADATA}", image.name);
+            AppMetadata::parse(&bytes, &name, opts.strict, diag)?
+        }
+    };
+    // BundleGen removes the image's copy from the bundle in either case.
+    if std::fs::symlink_metadata(&in_image).is_ok() {
+        std::fs::remove_file(&in_image).map_err(|source| Error::Output { path: in_image.clone(), source })?;
+    }
+    match opts.app_id {
+        Some(id) => Ok(app.with_id(id)?),
+        None => Ok(app),
+    }
+}
+
+/// Entrypoint followed by Cmd, as runtimes join them.
+fn command_of(image: &ResolvedImage) -> Vec<String> {
+    let cfg = image.config.config.clone().unwrap_or_default();
+    cfg.entrypoint.into_iter().flatten().chain(cfg.cmd.into_iter().flatten()).collect()
+}
+
+fn path_env(image: &ResolvedImage) -> Option<String> {
+    let cfg = image.config.config.as_ref()?;
+    cfg.env.iter().flatten().find_map(|e| e.strip_prefix("PATH=").map(str::to_owned))
+}
+
+fn archive_options<'a>(
+    platform: &Platform,
+    built: &config::BuiltConfig,
+    recorded: &'a BTreeMap<PathBuf, layers::RecordedMeta>,
+    opts: &GenerateOptions<'_>,
+) -> Result<ArchiveOptions<'a>, Error> {
+    let tarball = platform.spec.tarball.as_ref();
+    let compression = match opts.archive {
+        ArchiveKind::Tar(c) => c,
+        _ => Compression::Gzip,
+    };
+    let file_mask = match tarball.and_then(|t| t.file_mask.as_deref()) {
+        None => None,
+        Some(text) => Some(u32::from_str_radix(text.trim().trim_start_matches("0o"), 8).ok().filter(|m| *m <= 0o777).ok_or_else(|| {
+            config::ConfigError::Invalid {
+                subject: format!("platform {}: tarball.fileMask", platform.name),
+                message: format!("{text:?} is not an octal permission mask such as \"770\""),
+            }
+        })?),
+    };
+    Ok(ArchiveOptions {
+        compression,
+        level: None,
+        source_date_epoch: opts.source_date_epoch,
+        threads: opts.threads,
+        owner: tarball.and_then(|t| t.file_ownership_same_as_user).unwrap_or(false).then_some(built.user),
+        file_mask,
+        recorded,
+        rootless: opts.flatten.rootless,
+    })
+}

@@ -1,0 +1,160 @@
+//! From decisions to the plan: pruning, the rest of the glibc family,
+//! mounts and removals.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::decide::{Cand, Decider, Verdict};
+use super::device::is_glibc_family;
+use super::walk::in_loader_dir;
+use super::{Action, Decision, MatchPlan, file_name, sorted};
+use crate::bundle::LibMount;
+use crate::diag::Warning;
+
+impl Decider<'_, '_> {
+    /// Adds the pruned libraries and, when the glibc family comes from the
+    /// device, the image's other glibc files.
+    pub fn finish(&mut self, prunable: Vec<String>) {
+        if self.options.prune {
+            for path in prunable {
+                if self.cands.iter().any(|c| c.image.as_ref() == Some(&path)) {
+                    continue;
+                }
+                let Some(info) = self.ctx.scan.files.get(&path) else {
+                    continue;
+                };
+                let soname = info
+                    .soname
+                    .clone()
+                    .unwrap_or_else(|| file_name(&path).to_owned());
+                let mut c = Cand::new_image(soname, path.clone(), Arc::new(info.clone()));
+                c.verdict =
+                    Verdict::Remove("nothing reaches it and no keep pattern protects it".into());
+                self.pruned.push(path);
+                self.cands.push(c);
+            }
+        }
+        if self.family_moved() {
+            self.rest_of_family();
+        }
+    }
+
+    /// glibc files nothing reached (and that were not pruned) must match the
+    /// device's libc too: the device's copy replaces each, or it goes.
+    fn rest_of_family(&mut self) {
+        let mut dirs = std::collections::HashMap::new();
+        let files: Vec<(String, Arc<crate::elf::ElfInfo>)> = self
+            .ctx
+            .scan
+            .files
+            .iter()
+            .filter(|(p, i)| {
+                let named = is_glibc_family(file_name(p))
+                    || i.soname.as_deref().is_some_and(is_glibc_family);
+                named && in_loader_dir(self.ctx, &mut dirs, p, i)
+            })
+            .map(|(p, i)| (p.clone(), Arc::new(i.clone())))
+            .collect();
+        for (path, info) in files {
+            if self.cands.iter().any(|c| c.image.as_ref() == Some(&path)) {
+                continue;
+            }
+            let soname = info
+                .soname
+                .clone()
+                .unwrap_or_else(|| file_name(&path).to_owned());
+            let mut c = Cand::new_image(soname.clone(), path.clone(), info.clone());
+            c.dests.insert(path.clone());
+            match self.device.lookup(&soname, Some(&info)) {
+                Some(dev) => {
+                    c.device = Some(dev.name.clone());
+                    c.verdict = Verdict::Device("the glibc family comes from the device".into());
+                }
+                None => {
+                    c.verdict = Verdict::Remove(format!(
+                        "the glibc family comes from the device, which has no {soname}: the image's copy would not match its libc"
+                    ));
+                }
+            }
+            self.cands.push(c);
+        }
+    }
+
+    pub fn into_plan(self) -> MatchPlan {
+        let mut mounts: BTreeMap<String, String> = BTreeMap::new();
+        let mut remove = Vec::new();
+        let mut decisions = Vec::new();
+        for c in &self.cands {
+            let (action, reason) = match &c.verdict {
+                Verdict::Device(w) => (Action::FromDevice, w.clone()),
+                Verdict::Image(w) => (Action::KeepImage, w.clone()),
+                Verdict::Missing(w) => (Action::Missing, w.clone()),
+                Verdict::Remove(w) => (Action::Pruned, w.clone()),
+                Verdict::Open => (Action::KeepImage, "not decided".into()),
+            };
+            if action == Action::FromDevice {
+                let Some(src) = &c.device else { continue };
+                for dst in &c.dests {
+                    match mounts.get(dst) {
+                        Some(other) if other != src => self.diag.warning(Warning::new(
+                            dst,
+                            format!(
+                                "both {other} and {src} would be mounted here; keeping {other}"
+                            ),
+                        )),
+                        _ => {
+                            mounts.insert(dst.clone(), src.clone());
+                        }
+                    }
+                }
+            }
+            if matches!(action, Action::FromDevice | Action::Pruned)
+                && let Some(real) = &c.image
+            {
+                remove.extend(self.ctx.with_links(real));
+            }
+            if action == Action::Missing {
+                self.diag.warning(Warning::new(
+                    &c.soname,
+                    format!(
+                        "needed by {} but missing: {reason}",
+                        super::list(c.needed_by.iter().take(3))
+                    ),
+                ));
+            }
+            decisions.push(Decision {
+                soname: c.soname.clone(),
+                image_path: c.image.clone(),
+                device_path: c.device.clone(),
+                action,
+                reason,
+                needed_by: c.needed_by.iter().cloned().collect(),
+            });
+        }
+        let remove = sorted(remove);
+        decisions.sort_by(|a, b| (&a.soname, &a.image_path).cmp(&(&b.soname, &b.image_path)));
+        MatchPlan {
+            mounts: mounts
+                .into_iter()
+                .map(|(destination, source)| LibMount {
+                    source,
+                    destination,
+                })
+                .collect(),
+            remove,
+            decisions,
+            pruned: sorted(self.pruned),
+        }
+    }
+}
+
+impl Cand {
+    pub(super) fn new_image(soname: String, real: String, info: Arc<crate::elf::ElfInfo>) -> Cand {
+        let mut c = Cand::new_named(soname);
+        c.family |= is_glibc_family(file_name(&real));
+        c.image = Some(real);
+        c.like = Some(info.clone());
+        c.image_info = Some(info);
+        c
+    }
+}

@@ -1,0 +1,589 @@
+//! Library matching and compatibility checks on rootfs fixtures built from
+//! ELF stubs, plus one real-content test on this machine's own curl.
+
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use bundlegen::diag::Silent;
+use bundlegen::elf;
+use bundlegen::libmatch::{self, Action, MatchOptions, MatchPlan, Mode};
+use bundlegen::platform::{LibEntry, LibsInventory, Platform, PlatformSpec};
+use serde_json::json;
+
+use crate::elfstub::{Machine, Stub};
+
+pub(crate) const LD: &str = "/lib/ld-linux-aarch64.so.1";
+
+pub(crate) struct Fixture {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    /// Outside the rootfs: must never change.
+    canary: PathBuf,
+}
+
+pub(crate) fn vs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+pub(crate) fn lib(
+    root: &Path,
+    path: &str,
+    soname: &str,
+    needed: &[&str],
+    defs: &[&str],
+    verneeds: &[(&str, &[&str])],
+) {
+    let mut s = Stub::lib(Machine::Aarch64, soname).needs(needed);
+    s.verdefs = vs(defs);
+    s.verneeds = verneeds
+        .iter()
+        .map(|(f, v)| ((*f).to_owned(), vs(v)))
+        .collect();
+    s.write(&root.join(path.trim_start_matches('/')));
+}
+
+pub(crate) fn exe(
+    root: &Path,
+    machine: Machine,
+    path: &str,
+    needed: &[&str],
+    verneeds: &[(&str, &[&str])],
+) {
+    let interp = match machine {
+        Machine::X86_64 => "/lib64/ld-linux-x86-64.so.2",
+        _ => LD,
+    };
+    let mut s = Stub::exe(machine, interp).needs(needed);
+    s.verneeds = verneeds
+        .iter()
+        .map(|(f, v)| ((*f).to_owned(), vs(v)))
+        .collect();
+    let p = root.join(path.trim_start_matches('/'));
+    s.write(&p);
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+pub(crate) fn link(root: &Path, path: &str, target: &str) {
+    let p = root.join(path.trim_start_matches('/'));
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    symlink(target, p).expect("symlink");
+}
+
+/// A small aarch64 image: glibc in /lib, libz with its links, libfoo
+/// needing libbar, an unused library, libgcc_s, and /usr/bin/app.
+pub(crate) fn image(libc_defs: &[&str], app_glibc: &str) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("rootfs");
+    let canary = dir.path().join("canary");
+    std::fs::create_dir_all(&canary).expect("mkdir");
+    std::fs::write(canary.join("libcanary.so.1"), b"host file").expect("write");
+    let r = root.as_path();
+    let private: &[(&str, &[&str])] = &[("libc.so.6", &["GLIBC_2.17", "GLIBC_PRIVATE"])];
+    lib(
+        r,
+        LD,
+        "ld-linux-aarch64.so.1",
+        &[],
+        &["GLIBC_2.17", "GLIBC_PRIVATE"],
+        &[],
+    );
+    let ld_private: &[(&str, &[&str])] = &[("ld-linux-aarch64.so.1", &["GLIBC_PRIVATE"])];
+    lib(
+        r,
+        "/lib/libc.so.6",
+        "libc.so.6",
+        &["ld-linux-aarch64.so.1"],
+        libc_defs,
+        ld_private,
+    );
+    lib(
+        r,
+        "/lib/libm.so.6",
+        "libm.so.6",
+        &["libc.so.6"],
+        &["GLIBC_2.17"],
+        private,
+    );
+    lib(
+        r,
+        "/lib/libnss_files.so.2",
+        "libnss_files.so.2",
+        &["libc.so.6"],
+        &[],
+        private,
+    );
+    lib(
+        r,
+        "/lib/libanl.so.1",
+        "libanl.so.1",
+        &["libc.so.6"],
+        &["GLIBC_2.17"],
+        private,
+    );
+    lib(
+        r,
+        "/usr/lib/libz.so.1.2.13",
+        "libz.so.1",
+        &["libc.so.6"],
+        &["ZLIB_1.2.0", "ZLIB_1.2.9"],
+        &[],
+    );
+    link(r, "/usr/lib/libz.so.1", "libz.so.1.2.13");
+    link(r, "/usr/lib/libz.so", "libz.so.1");
+    lib(
+        r,
+        "/usr/lib/libfoo.so.1",
+        "libfoo.so.1",
+        &["libbar.so.2", "libc.so.6"],
+        &["FOO_1.0", "FOO_1.1"],
+        &[],
+    );
+    lib(
+        r,
+        "/usr/lib/libbar.so.2",
+        "libbar.so.2",
+        &["libc.so.6"],
+        &["BAR_2"],
+        &[],
+    );
+    lib(
+        r,
+        "/usr/lib/libunused.so.3",
+        "libunused.so.3",
+        &["libc.so.6"],
+        &[],
+        &[],
+    );
+    lib(
+        r,
+        "/usr/lib/libgcc_s.so.1",
+        "libgcc_s.so.1",
+        &["libc.so.6"],
+        &["GCC_3.0"],
+        &[],
+    );
+    // An absolute symlink to the canary's host path: inside the rootfs it
+    // means <root><canary>/libcanary.so.1, never the host file.
+    let in_root_canary = format!("{}/libcanary.so.1", canary.display());
+    lib(
+        r,
+        &in_root_canary,
+        "libcanary.so.1",
+        &["libc.so.6"],
+        &[],
+        &[],
+    );
+    link(r, "/usr/lib/libcanary.so.1", &in_root_canary);
+    exe(
+        r,
+        Machine::Aarch64,
+        "/usr/bin/app",
+        &[
+            "libz.so.1",
+            "libfoo.so.1",
+            "libcanary.so.1",
+            "libm.so.6",
+            "libc.so.6",
+        ],
+        &[
+            ("libz.so.1", &["ZLIB_1.2.9"]),
+            ("libfoo.so.1", &["FOO_1.1"]),
+            ("libc.so.6", &["GLIBC_2.17", app_glibc]),
+        ],
+    );
+    Fixture {
+        _dir: dir,
+        root,
+        canary,
+    }
+}
+
+fn entry(name: &str, defs: &[&str], deps: &[&str]) -> LibEntry {
+    LibEntry {
+        apiversions: vs(defs),
+        deps: vs(deps),
+        name: name.to_owned(),
+        package: None,
+        version: None,
+        unresolved: Vec::new(),
+    }
+}
+
+/// The device: glibc 2.35, libz, a libfoo without FOO_1.1, libbar, libcanary.
+fn device() -> LibsInventory {
+    let glibc = ["GLIBC_2.17", "GLIBC_2.34", "GLIBC_2.35", "GLIBC_PRIVATE"];
+    let mut libs = vec![
+        entry(LD, &glibc, &[]),
+        entry("/lib/libc.so.6", &glibc, &[LD]),
+        entry("/lib/libm.so.6", &glibc, &["/lib/libc.so.6"]),
+        entry(
+            "/lib/libnss_files.so.2",
+            &["GLIBC_PRIVATE"],
+            &["/lib/libc.so.6"],
+        ),
+        entry("/lib/libanl.so.1", &["GLIBC_2.17"], &["/lib/libc.so.6"]),
+        entry(
+            "/usr/lib/libz.so.1",
+            &["ZLIB_1.2.0", "ZLIB_1.2.9", "ZLIB_1.2.12"],
+            &["/lib/libc.so.6"],
+        ),
+        entry(
+            "/usr/lib/libfoo.so.1",
+            &["FOO_1.0"],
+            &["/usr/lib/libbar.so.2", "/lib/libc.so.6"],
+        ),
+        entry(
+            "/usr/lib/libbar.so.2",
+            &["BAR_2"],
+            &["/lib/libc.so.6", "/usr/lib/libextra.so.7"],
+        ),
+        entry("/usr/lib/libextra.so.7", &[], &["/lib/libc.so.6"]),
+        entry("/usr/lib/libcanary.so.1", &[], &["/lib/libc.so.6"]),
+        entry("/usr/lib/mali/libEGL.so.1", &[], &["/lib/libc.so.6"]),
+    ];
+    libs.sort_by(|a, b| a.name.cmp(&b.name));
+    LibsInventory { libs }
+}
+
+pub(crate) fn platform(extra: serde_json::Value) -> Platform {
+    let mut raw = json!({
+        "platformName": "testboard", "os": "linux",
+        "arch": {"arch": "aarch64", "variant": "v8"},
+        "rdk": {"version": "2024Q3", "supportedFeatures": ["DeviceInfo"]},
+        "hardware": {"graphics": true, "maxRam": "256M"},
+        "network": {"options": ["nat", "open"]},
+        "storage": {"persistent": {"storageDir": "/data", "maxSize": "100M", "maxTotalSize": "150M"}},
+        "gpu": {"gfxLibs": [{"src": "/usr/lib/mali/libEGL.so.1", "dst": "/usr/lib/libEGL.so.1"}]},
+        "display": {"resolutions": ["1920x1080@60", "1280x720"]}
+    });
+    bundlegen::platform::merge_patch(&mut raw, &extra);
+    let spec: PlatformSpec = serde_json::from_value(raw.clone()).expect("spec");
+    Platform {
+        name: "testboard".into(),
+        spec,
+        raw,
+        sources: Vec::new(),
+        libs: Some(device()),
+        libs_path: None,
+    }
+}
+
+pub(crate) fn run(fx: &Fixture, p: &Platform, options: &MatchOptions) -> MatchPlan {
+    let scan = elf::scan(&fx.root, &Silent).expect("scan");
+    libmatch::plan(
+        &fx.root,
+        &scan,
+        p,
+        None,
+        Some("/usr/bin/app"),
+        options,
+        &Silent,
+    )
+    .expect("plan")
+}
+
+pub(crate) fn action(plan: &MatchPlan, soname: &str) -> (Action, String) {
+    let d = plan
+        .decision(soname)
+        .unwrap_or_else(|| panic!("no decision for {soname}: {plan:#?}"));
+    (d.action, d.reason.clone())
+}
+
+fn mounted(plan: &MatchPlan, source: &str, destination: &str) -> bool {
+    plan.mounts
+        .iter()
+        .any(|m| m.source == source && m.destination == destination)
+}
+
+#[test]
+fn covering_device_copy_is_mounted_and_the_image_copy_and_its_links_go() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    let plan = run(&fx, &platform(json!({})), &MatchOptions::default());
+    assert_eq!(action(&plan, "libz.so.1").0, Action::FromDevice);
+    assert!(
+        mounted(&plan, "/usr/lib/libz.so.1", "/usr/lib/libz.so.1"),
+        "{:#?}",
+        plan.mounts
+    );
+    for p in [
+        "/usr/lib/libz.so.1.2.13",
+        "/usr/lib/libz.so.1",
+        "/usr/lib/libz.so",
+    ] {
+        assert!(
+            plan.remove.contains(&p.to_owned()),
+            "{p} not removed: {:#?}",
+            plan.remove
+        );
+    }
+    let stats = libmatch::apply(&fx.root, &plan).expect("apply");
+    assert!(
+        stats.files_removed >= 3 && stats.bytes_removed > 0,
+        "{stats:?}"
+    );
+    assert!(!fx.root.join("usr/lib/libz.so.1.2.13").exists());
+    assert!(std::fs::symlink_metadata(fx.root.join("usr/lib/libz.so")).is_err());
+    // Deterministic.
+    let again = run(
+        &image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34"),
+        &platform(json!({})),
+        &MatchOptions::default(),
+    );
+    let names = |p: &MatchPlan| {
+        p.decisions
+            .iter()
+            .map(|d| (d.soname.clone(), d.action))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&plan), names(&again));
+}
+
+#[test]
+fn device_copy_lacking_a_needed_version_is_not_taken_and_the_reason_says_which() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    let plan = run(&fx, &platform(json!({})), &MatchOptions::default());
+    let (a, why) = action(&plan, "libfoo.so.1");
+    assert_eq!(a, Action::KeepImage);
+    assert!(
+        why.contains("FOO_1.1") && why.contains("/usr/bin/app"),
+        "{why}"
+    );
+    assert!(!plan.remove.iter().any(|p| p.contains("libfoo")));
+    // libbar has no versioned users: it comes from the device, with the
+    // device-only libextra it needs.
+    assert_eq!(action(&plan, "libbar.so.2").0, Action::FromDevice);
+    assert_eq!(action(&plan, "libextra.so.7").0, Action::FromDevice);
+    assert!(
+        mounted(&plan, "/usr/lib/libextra.so.7", "/usr/lib/libextra.so.7"),
+        "{:#?}",
+        plan.mounts
+    );
+}
+
+#[test]
+fn glibc_family_moves_as_one_unit_with_the_loader_at_pt_interp() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    let plan = run(&fx, &platform(json!({})), &MatchOptions::default());
+    for so in [
+        "libc.so.6",
+        "libm.so.6",
+        "ld-linux-aarch64.so.1",
+        "libnss_files.so.2",
+    ] {
+        assert_eq!(action(&plan, so).0, Action::FromDevice, "{so}: {plan:#?}");
+    }
+    assert!(mounted(&plan, LD, LD));
+    assert!(mounted(&plan, "/lib/libc.so.6", "/lib/libc.so.6"));
+    // Not reached and not kept: pruned rather than left mismatched.
+    assert_eq!(action(&plan, "libanl.so.1").0, Action::Pruned);
+
+    // With --no-prune the unreached glibc member is replaced too.
+    let options = MatchOptions {
+        prune: false,
+        ..MatchOptions::default()
+    };
+    let plan = run(&fx, &platform(json!({})), &options);
+    assert_eq!(action(&plan, "libanl.so.1").0, Action::FromDevice);
+}
+
+#[test]
+fn glibc_family_stays_together_when_the_device_lacks_a_version() {
+    // The app needs GLIBC_2.36; the device's glibc is 2.35.
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34", "GLIBC_2.36"], "GLIBC_2.36");
+    let plan = run(&fx, &platform(json!({})), &MatchOptions::default());
+    let (a, why) = action(&plan, "libc.so.6");
+    assert_eq!(a, Action::KeepImage);
+    assert!(why.contains("GLIBC_2.36"), "{why}");
+    for so in ["libm.so.6", "ld-linux-aarch64.so.1", "libnss_files.so.2"] {
+        let (a, why) = action(&plan, so);
+        assert_eq!(a, Action::KeepImage, "{so}");
+        assert!(
+            why.contains("glibc family") && why.contains("libc.so.6"),
+            "{so}: {why}"
+        );
+    }
+    // The device's libz needs the device's libc versions (GLIBC_2.35),
+    // which the image's libc lacks: it stays in the image too.
+    let (a, why) = action(&plan, "libz.so.1");
+    assert_eq!(a, Action::KeepImage);
+    assert!(why.contains("GLIBC_2.35"), "{why}");
+    assert!(!plan.mounts.iter().any(|m| m.destination == LD));
+}
+
+#[test]
+fn newer_image_glibc_lets_device_libraries_in() {
+    let defs = [
+        "GLIBC_2.17",
+        "GLIBC_2.34",
+        "GLIBC_2.35",
+        "GLIBC_2.36",
+        "GLIBC_PRIVATE",
+    ];
+    let fx = image(&defs, "GLIBC_2.36");
+    let plan = run(&fx, &platform(json!({})), &MatchOptions::default());
+    assert_eq!(action(&plan, "libc.so.6").0, Action::KeepImage);
+    assert_eq!(action(&plan, "libz.so.1").0, Action::FromDevice);
+}
+
+#[test]
+fn mode_image_keeps_everything_but_gpu_libraries() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    lib(
+        &fx.root,
+        "/usr/lib/libEGL.so.1.0.0",
+        "libEGL.so.1",
+        &["libc.so.6"],
+        &[],
+        &[],
+    );
+    link(&fx.root, "/usr/lib/libEGL.so.1", "libEGL.so.1.0.0");
+    exe(
+        &fx.root,
+        Machine::Aarch64,
+        "/usr/bin/gl",
+        &["libEGL.so.1", "libc.so.6"],
+        &[],
+    );
+    let options = MatchOptions {
+        mode: Mode::Image,
+        graphics: true,
+        ..MatchOptions::default()
+    };
+    let plan = run(&fx, &platform(json!({})), &options);
+    for so in ["libz.so.1", "libc.so.6", "libbar.so.2"] {
+        let (a, why) = action(&plan, so);
+        assert_eq!(a, Action::KeepImage, "{so}");
+        assert!(
+            why.contains("mode image") || why.contains("glibc family"),
+            "{so}: {why}"
+        );
+    }
+    let (a, why) = action(&plan, "libEGL.so.1");
+    assert_eq!(a, Action::FromDevice);
+    assert!(why.contains("gpu.gfxLibs"), "{why}");
+    assert!(mounted(
+        &plan,
+        "/usr/lib/mali/libEGL.so.1",
+        "/usr/lib/libEGL.so.1"
+    ));
+    assert!(plan.remove.contains(&"/usr/lib/libEGL.so.1.0.0".to_owned()));
+
+    // Without graphics the image keeps its own (the device lists none at that name).
+    let options = MatchOptions {
+        graphics: false,
+        ..options
+    };
+    let plan = run(&fx, &platform(json!({})), &options);
+    assert_eq!(action(&plan, "libEGL.so.1").0, Action::KeepImage);
+}
+
+#[test]
+fn mode_host_takes_the_device_copy_whatever_the_versions() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    let options = MatchOptions {
+        mode: Mode::Host,
+        ..MatchOptions::default()
+    };
+    let plan = run(&fx, &platform(json!({})), &options);
+    let (a, why) = action(&plan, "libfoo.so.1");
+    assert_eq!(a, Action::FromDevice);
+    assert!(why.contains("mode host"), "{why}");
+}
+
+#[test]
+fn no_dep_walking_matches_only_direct_needs() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    let options = MatchOptions {
+        no_dep_walking: true,
+        ..MatchOptions::default()
+    };
+    let plan = run(&fx, &platform(json!({})), &options);
+    let (a, why) = action(&plan, "libbar.so.2");
+    assert_eq!(a, Action::KeepImage);
+    assert!(why.contains("-n"), "{why}");
+    assert_eq!(action(&plan, "libz.so.1").0, Action::FromDevice);
+    assert!(plan.decision("libextra.so.7").is_none());
+}
+
+#[test]
+fn pruning_honours_default_and_user_keep_patterns() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    let plan = run(&fx, &platform(json!({})), &MatchOptions::default());
+    assert_eq!(
+        plan.pruned,
+        vec![
+            "/lib/libanl.so.1".to_owned(),
+            "/usr/lib/libunused.so.3".to_owned()
+        ]
+    );
+    assert!(
+        !plan.remove.iter().any(|p| p.contains("libgcc_s")),
+        "libgcc_s is kept by default"
+    );
+    assert!(
+        plan.decision("libgcc_s.so.1")
+            .is_some_and(|d| d.action != Action::Pruned)
+    );
+
+    let options = MatchOptions {
+        keep: vec!["libunused.so*".into()],
+        ..MatchOptions::default()
+    };
+    let plan = run(&fx, &platform(json!({})), &options);
+    assert_eq!(plan.pruned, vec!["/lib/libanl.so.1".to_owned()]);
+
+    let options = MatchOptions {
+        prune: false,
+        ..MatchOptions::default()
+    };
+    let plan = run(&fx, &platform(json!({})), &options);
+    assert!(plan.pruned.is_empty());
+
+    let bad = MatchOptions {
+        keep: vec!["lib[".into()],
+        ..MatchOptions::default()
+    };
+    let scan = elf::scan(&fx.root, &Silent).expect("scan");
+    let err = libmatch::plan(
+        &fx.root,
+        &scan,
+        &platform(json!({})),
+        None,
+        None,
+        &bad,
+        &Silent,
+    )
+    .expect_err("bad glob");
+    assert!(err.to_string().contains("lib["), "{err}");
+}
+
+#[test]
+fn absolute_symlinks_are_resolved_in_the_rootfs_never_on_the_host() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    // A second trap: an absolute symlink to a directory on the host.
+    link(
+        &fx.root,
+        "/usr/lib/hostdir",
+        &fx.canary.display().to_string(),
+    );
+    let plan = run(&fx, &platform(json!({})), &MatchOptions::default());
+    assert_eq!(action(&plan, "libcanary.so.1").0, Action::FromDevice);
+    let in_root = format!("{}/libcanary.so.1", fx.canary.display());
+    assert!(plan.remove.contains(&in_root), "{:#?}", plan.remove);
+    libmatch::apply(&fx.root, &plan).expect("apply");
+    assert_eq!(
+        std::fs::read(fx.canary.join("libcanary.so.1")).expect("canary"),
+        b"host file"
+    );
+    assert!(!fx.root.join(in_root.trim_start_matches('/')).exists());
+    // Removing through the directory symlink stays in the rootfs too.
+    let trap = MatchPlan {
+        remove: vec!["/usr/lib/hostdir/libcanary.so.1".into()],
+        ..MatchPlan::default()
+    };
+    libmatch::apply(&fx.root, &trap).expect("apply");
+    assert_eq!(
+        std::fs::read(fx.canary.join("libcanary.so.1")).expect("canary"),
+        b"host file"
+    );
+}
