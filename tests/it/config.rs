@@ -211,7 +211,7 @@ sys.exit(1 if failed else 0)
 
 /// Validates config files with Python `jsonschema`; `None` when it is not
 /// installed and `CI` is not set (the test then reports and skips).
-fn validate(kind: &str, files: &[PathBuf]) -> Option<()> {
+pub(crate) fn validate(kind: &str, files: &[PathBuf]) -> Option<()> {
     let probe = Command::new("python3")
         .args(["-c", "import jsonschema, referencing"])
         .output();
@@ -240,7 +240,7 @@ fn validate(kind: &str, files: &[PathBuf]) -> Option<()> {
     Some(())
 }
 
-fn templates() -> Vec<PathBuf> {
+pub(crate) fn templates() -> Vec<PathBuf> {
     let mut v = Vec::new();
     for d in ["generic", "lgi"] {
         let dir = reference().join("bundlegen/templates").join(d);
