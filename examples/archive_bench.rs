@@ -24,7 +24,12 @@ fn main() -> ExitCode {
     let threads: usize = args[4].parse().unwrap_or(1);
     let runs: usize = args.get(5).and_then(|r| r.parse().ok()).unwrap_or(3);
     let recorded = BTreeMap::new();
-    let opts = ArchiveOptions { compression, threads, source_date_epoch: Some(1_600_000_000), ..ArchiveOptions::new(&recorded) };
+    let opts = ArchiveOptions {
+        compression,
+        threads,
+        source_date_epoch: Some(1_600_000_000),
+        ..ArchiveOptions::new(&recorded)
+    };
     let mut best = f64::MAX;
     let mut last = None;
     for _ in 0..runs {
@@ -39,7 +44,10 @@ fn main() -> ExitCode {
         best = best.min(start.elapsed().as_secs_f64());
     }
     if let Some(info) = last {
-        println!("{} threads={threads}: {best:.2} s, {} bytes ({} uncompressed), {}", args[3], info.size, info.uncompressed_size, info.sha256);
+        println!(
+            "{} threads={threads}: {best:.2} s, {} bytes ({} uncompressed), {}",
+            args[3], info.size, info.uncompressed_size, info.sha256
+        );
     }
     ExitCode::SUCCESS
 }
