@@ -126,7 +126,9 @@ impl<'a> ArchiveOptions<'a> {
 
     fn threads(&self) -> usize {
         match self.threads {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             n => n,
         }
     }
@@ -135,7 +137,12 @@ impl<'a> ArchiveOptions<'a> {
         let level = self.level.unwrap_or(self.compression.default_level());
         let range = self.compression.levels();
         if !range.contains(&level) {
-            return Err(ArchiveError::Level { compression: self.compression, level, min: *range.start(), max: *range.end() });
+            return Err(ArchiveError::Level {
+                compression: self.compression,
+                level,
+                min: *range.start(),
+                max: *range.end(),
+            });
         }
         Ok(level)
     }
@@ -166,38 +173,65 @@ pub enum ArchiveError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot write the archive {path}\nhelp: check free space and permissions in its directory")]
+    #[error(
+        "cannot write the archive {path}\nhelp: check free space and permissions in its directory"
+    )]
     Write {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("{path} changed while it was being archived\nhelp: make sure nothing else writes into the bundle, then run again")]
+    #[error(
+        "{path} changed while it was being archived\nhelp: make sure nothing else writes into the bundle, then run again"
+    )]
     Changed { path: PathBuf },
     #[error("{path} is {what}")]
     Unsupported { path: PathBuf, what: &'static str },
     #[error("{path}: {reason}")]
     Entry { path: PathBuf, reason: String },
-    #[error("the archive {out} would be written inside the directory it archives ({dir})\nhelp: write it beside the bundle directory")]
+    #[error(
+        "the archive {out} would be written inside the directory it archives ({dir})\nhelp: write it beside the bundle directory"
+    )]
     OutputInsideInput { out: PathBuf, dir: PathBuf },
     #[error("{compression:?} level {level} is out of range; use {min} to {max}")]
-    Level { compression: Compression, level: i32, min: i32, max: i32 },
+    Level {
+        compression: Compression,
+        level: i32,
+        min: i32,
+        max: i32,
+    },
     #[error("ipk control field `{field}` = {value:?} is not valid: {reason}")]
-    Control { field: &'static str, value: String, reason: &'static str },
+    Control {
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
 }
 
 /// Writes `bundle_dir` (`config.json`, `rootfs/`) as one archive at `out`,
 /// atomically: the data goes to a temporary file beside `out`, renamed over
 /// it at the end. A symlink at `out` is replaced, never followed.
-pub fn write_tar(bundle_dir: &Path, out: &Path, opts: &ArchiveOptions<'_>) -> Result<ArchiveInfo, ArchiveError> {
+pub fn write_tar(
+    bundle_dir: &Path,
+    out: &Path,
+    opts: &ArchiveOptions<'_>,
+) -> Result<ArchiveInfo, ArchiveError> {
     write_dir(bundle_dir, b"rootfs", out, opts)
 }
 
 /// Archives `dir`, where `recorded_under` names the subtree `recorded`
 /// describes (empty: all of it), atomically to `out`.
-pub(crate) fn write_dir(dir: &Path, recorded_under: &[u8], out: &Path, opts: &ArchiveOptions<'_>) -> Result<ArchiveInfo, ArchiveError> {
+pub(crate) fn write_dir(
+    dir: &Path,
+    recorded_under: &[u8],
+    out: &Path,
+    opts: &ArchiveOptions<'_>,
+) -> Result<ArchiveInfo, ArchiveError> {
     let temp = AtomicFile::new(out, Some(dir))?;
-    let file = temp.file().map_err(|source| ArchiveError::Write { path: out.to_owned(), source })?;
+    let file = temp.file().map_err(|source| ArchiveError::Write {
+        path: out.to_owned(),
+        source,
+    })?;
     let (written, mut info) = write_stream(dir, recorded_under, opts, file, out)?;
     info.path = out.to_owned();
     drop(written);
@@ -206,13 +240,27 @@ pub(crate) fn write_dir(dir: &Path, recorded_under: &[u8], out: &Path, opts: &Ar
 }
 
 /// Streams the archive of `dir` into `w`; `out` names it in messages.
-pub(crate) fn write_stream<W: Write>(dir: &Path, recorded_under: &[u8], opts: &ArchiveOptions<'_>, w: W, out: &Path) -> Result<(W, ArchiveInfo), ArchiveError> {
+pub(crate) fn write_stream<W: Write>(
+    dir: &Path,
+    recorded_under: &[u8],
+    opts: &ArchiveOptions<'_>,
+    w: W,
+    out: &Path,
+) -> Result<(W, ArchiveInfo), ArchiveError> {
     let level = opts.level()?;
-    let src = walk::Source { dir, recorded_under, privileged: !opts.rootless && rootfs::geteuid_is_root() };
+    let src = walk::Source {
+        dir,
+        recorded_under,
+        privileged: !opts.rootless && rootfs::geteuid_is_root(),
+    };
     let (entries, restore) = walk::collect(&src, opts)?;
-    let werr = |source| ArchiveError::Write { path: out.to_owned(), source };
+    let werr = |source| ArchiveError::Write {
+        path: out.to_owned(),
+        source,
+    };
     let hashed = Hashing::new(BufWriter::with_capacity(1 << 20, w));
-    let compressor = Compressor::new(opts.compression, level, opts.threads(), hashed).map_err(werr)?;
+    let compressor =
+        Compressor::new(opts.compression, level, opts.threads(), hashed).map_err(werr)?;
     let mut tar = Hashing::new(compressor);
     let count = entries.len() as u64;
     write_entries(&src, &entries, &mut tar, out)?;
@@ -221,21 +269,47 @@ pub(crate) fn write_stream<W: Write>(dir: &Path, recorded_under: &[u8], opts: &A
     let hashed = compressor.finish().map_err(werr)?;
     let (sha256, size, buffered) = hashed.finish();
     let inner = buffered.into_inner().map_err(|e| werr(e.into_error()))?;
-    Ok((inner, ArchiveInfo { path: out.to_owned(), size, sha256, diff_id, uncompressed_size, entries: count }))
+    Ok((
+        inner,
+        ArchiveInfo {
+            path: out.to_owned(),
+            size,
+            sha256,
+            diff_id,
+            uncompressed_size,
+            entries: count,
+        },
+    ))
 }
 
-fn write_entries<W: Write>(src: &walk::Source<'_>, entries: &[walk::Entry], w: &mut W, out: &Path) -> Result<(), ArchiveError> {
-    let werr = |source| ArchiveError::Write { path: out.to_owned(), source };
-    let mut walker = Walker::new(src.dir).map_err(|source| ArchiveError::Read { op: "open", path: src.dir.to_owned(), source })?;
+fn write_entries<W: Write>(
+    src: &walk::Source<'_>,
+    entries: &[walk::Entry],
+    w: &mut W,
+    out: &Path,
+) -> Result<(), ArchiveError> {
+    let werr = |source| ArchiveError::Write {
+        path: out.to_owned(),
+        source,
+    };
+    let mut walker = Walker::new(src.dir).map_err(|source| ArchiveError::Read {
+        op: "open",
+        path: src.dir.to_owned(),
+        source,
+    })?;
     let mut head = Vec::with_capacity(4096);
     let mut buf = vec![0u8; 256 << 10];
     for e in entries {
         head.clear();
-        header::encode(&e.header, &mut head).map_err(|reason| ArchiveError::Entry { path: src.dir.join(walk::bytes_path(&e.header.path)), reason })?;
+        header::encode(&e.header, &mut head).map_err(|reason| ArchiveError::Entry {
+            path: src.dir.join(walk::bytes_path(&e.header.path)),
+            reason,
+        })?;
         w.write_all(&head).map_err(werr)?;
         if let Some(rel) = &e.source {
             copy_file(&mut walker, src, rel, e.header.size, &mut buf, w, out)?;
-            w.write_all(&[0u8; header::BLOCK][..header::padding(e.header.size)]).map_err(werr)?;
+            w.write_all(&[0u8; header::BLOCK][..header::padding(e.header.size)])
+                .map_err(werr)?;
         }
     }
     // End of archive: two zero blocks.
@@ -244,24 +318,54 @@ fn write_entries<W: Write>(src: &walk::Source<'_>, entries: &[walk::Entry], w: &
 
 /// Copies exactly `size` bytes of the regular file at `rel`, opened without
 /// following any symlink.
-fn copy_file<W: Write>(walker: &mut Walker, src: &walk::Source<'_>, rel: &[u8], size: u64, buf: &mut [u8], w: &mut W, out: &Path) -> Result<(), ArchiveError> {
+fn copy_file<W: Write>(
+    walker: &mut Walker,
+    src: &walk::Source<'_>,
+    rel: &[u8],
+    size: u64,
+    buf: &mut [u8],
+    w: &mut W,
+    out: &Path,
+) -> Result<(), ArchiveError> {
     let path = || src.dir.join(walk::bytes_path(rel));
-    let rerr = |op| move |source| ArchiveError::Read { op, path: path(), source };
+    let rerr = |op| {
+        move |source| ArchiveError::Read {
+            op,
+            path: path(),
+            source,
+        }
+    };
     let (parent, name) = match rel.iter().rposition(|&b| b == b'/') {
         Some(i) => (&rel[..i], &rel[i + 1..]),
         None => (&b""[..], rel),
     };
-    let comps: Vec<&[u8]> = parent.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+    let comps: Vec<&[u8]> = parent
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
     let refuse_all: &dyn Fn(&[u8]) -> bool = &|_| true;
-    let dir = walker.dir(&comps, Missing::Fail, Some(refuse_all)).map_err(rerr("open the directory of"))?;
+    let dir = walker
+        .dir(&comps, Missing::Fail, Some(refuse_all))
+        .map_err(rerr("open the directory of"))?;
     let cname = cstr(name).map_err(rerr("open"))?;
-    let open = || unsafe { libc::openat(dir.raw(), cname.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK) };
+    let open = || unsafe {
+        libc::openat(
+            dir.raw(),
+            cname.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    };
     let mut fd = open();
-    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EACCES) && !src.privileged {
+    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EACCES) && !src.privileged
+    {
         // Not root: a file without read permission (mode 0000, /etc/shadow)
         // is made readable for the time it takes to open it.
         let st = rootfs::lstat_at(dir.raw(), &cname).map_err(rerr("inspect"))?;
-        if st.st_mode & libc::S_IFMT == libc::S_IFREG && unsafe { libc::fchmodat(dir.raw(), cname.as_ptr(), (st.st_mode & 0o7777) | 0o400, 0) } == 0 {
+        if st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && unsafe {
+                libc::fchmodat(dir.raw(), cname.as_ptr(), (st.st_mode & 0o7777) | 0o400, 0)
+            } == 0
+        {
             fd = open();
             unsafe { libc::fchmodat(dir.raw(), cname.as_ptr(), st.st_mode & 0o7777, 0) };
         }
@@ -287,7 +391,11 @@ fn copy_file<W: Write>(walker: &mut Walker, src: &walk::Source<'_>, rel: &[u8], 
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(rerr("read")(e)),
         };
-        w.write_all(&buf[..n]).map_err(|source| ArchiveError::Write { path: out.to_owned(), source })?;
+        w.write_all(&buf[..n])
+            .map_err(|source| ArchiveError::Write {
+                path: out.to_owned(),
+                source,
+            })?;
         left -= n as u64;
     }
     Ok(())
@@ -302,11 +410,19 @@ struct Hashing<W> {
 
 impl<W: Write> Hashing<W> {
     fn new(inner: W) -> Self {
-        Hashing { inner, hasher: Sha256::new(), count: 0 }
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
 
     fn finish(self) -> (Digest, u64, W) {
-        (Digest::from_sha256(&self.hasher.finalize()), self.count, self.inner)
+        (
+            Digest::from_sha256(&self.hasher.finalize()),
+            self.count,
+            self.inner,
+        )
     }
 }
 
@@ -332,7 +448,9 @@ enum Compressor<W: Write> {
 impl<W: Write> Compressor<W> {
     fn new(compression: Compression, level: i32, threads: usize, w: W) -> io::Result<Self> {
         Ok(match compression {
-            Compression::Gzip => Compressor::Gzip(pgzip::ParGzWriter::new(w, level as u32, threads)?),
+            Compression::Gzip => {
+                Compressor::Gzip(pgzip::ParGzWriter::new(w, level as u32, threads)?)
+            }
             Compression::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(w, level)?;
                 // Always at least one worker: libzstd's multithreaded output
@@ -379,24 +497,40 @@ pub(crate) struct AtomicFile {
 impl AtomicFile {
     /// `input`, when given, is a directory `dest` must not be inside.
     pub(crate) fn new(dest: &Path, input: Option<&Path>) -> Result<AtomicFile, ArchiveError> {
-        let werr = |source| ArchiveError::Write { path: dest.to_owned(), source };
-        let name = dest.file_name().ok_or_else(|| werr(io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name")))?;
+        let werr = |source| ArchiveError::Write {
+            path: dest.to_owned(),
+            source,
+        };
+        let name = dest.file_name().ok_or_else(|| {
+            werr(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path has no file name",
+            ))
+        })?;
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
-        if let Some(input) = input {
-            if let (Ok(p), Ok(i)) = (parent.canonicalize(), input.canonicalize()) {
-                if p.starts_with(&i) {
-                    return Err(ArchiveError::OutputInsideInput { out: dest.to_owned(), dir: input.to_owned() });
-                }
-            }
+        if let Some(input) = input
+            && let (Ok(p), Ok(i)) = (parent.canonicalize(), input.canonicalize())
+            && p.starts_with(&i)
+        {
+            return Err(ArchiveError::OutputInsideInput {
+                out: dest.to_owned(),
+                dir: input.to_owned(),
+            });
         }
         let mut prefix = std::ffi::OsString::from(".");
         prefix.push(name);
         prefix.push(".");
-        let temp = tempfile::Builder::new().prefix(&prefix).tempfile_in(&parent).map_err(werr)?;
-        Ok(AtomicFile { temp, dest: dest.to_owned() })
+        let temp = tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempfile_in(&parent)
+            .map_err(werr)?;
+        Ok(AtomicFile {
+            temp,
+            dest: dest.to_owned(),
+        })
     }
 
     pub(crate) fn file(&self) -> io::Result<File> {
@@ -408,13 +542,20 @@ impl AtomicFile {
     }
 
     pub(crate) fn persist(self) -> Result<(), ArchiveError> {
-        let werr = |source| ArchiveError::Write { path: self.dest.clone(), source };
+        let werr = |source| ArchiveError::Write {
+            path: self.dest.clone(),
+            source,
+        };
         use std::os::unix::fs::PermissionsExt;
         let f = self.temp.as_file();
-        f.set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(werr)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(werr)?;
         f.sync_all().map_err(werr)?;
         let dest = self.dest.clone();
-        self.temp.persist(&dest).map_err(|e| ArchiveError::Write { path: dest, source: e.error })?;
+        self.temp.persist(&dest).map_err(|e| ArchiveError::Write {
+            path: dest,
+            source: e.error,
+        })?;
         Ok(())
     }
 }

@@ -21,7 +21,9 @@ use serde_json::{Value, json};
 
 use super::archive::{self, ArchiveError, ArchiveOptions, Compression};
 use crate::image::Digest;
-use crate::image::spec::{ANNOTATION_REF_NAME, ImageConfig, MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST};
+use crate::image::spec::{
+    ANNOTATION_REF_NAME, ImageConfig, MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST,
+};
 use crate::staging::{Staging, StagingError};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,13 +43,21 @@ pub enum OciDirError {
         #[source]
         source: io::Error,
     },
-    #[error("tag `{tag}` is not valid: {reason}\nhelp: use letters, digits, `.`, `_` and `-`, at most 128 characters")]
+    #[error(
+        "tag `{tag}` is not valid: {reason}\nhelp: use letters, digits, `.`, `_` and `-`, at most 128 characters"
+    )]
     Tag { tag: String, reason: &'static str },
 }
 
 /// Writes `rootfs` as an OCI image layout at `out` with `tag`; returns the
 /// manifest digest.
-pub fn write(rootfs: &Path, source_config: &ImageConfig, out: &Path, tag: &str, opts: &ArchiveOptions<'_>) -> Result<Digest, OciDirError> {
+pub fn write(
+    rootfs: &Path,
+    source_config: &ImageConfig,
+    out: &Path,
+    tag: &str,
+    opts: &ArchiveOptions<'_>,
+) -> Result<Digest, OciDirError> {
     check_tag(tag)?;
     let replace = out.join("oci-layout").is_file() && !out.is_symlink();
     let staging = Staging::new(out, replace)?;
@@ -60,7 +70,11 @@ pub fn write(rootfs: &Path, source_config: &ImageConfig, out: &Path, tag: &str, 
     fs::create_dir_all(&blobs).map_err(io_err("create", &blobs))?;
 
     let layer_tmp = blobs.join("layer.tmp");
-    let layer = archive::write_dir(rootfs, b"", &layer_tmp, opts).map_err(|source| OciDirError::Layer { path: out.to_owned(), source })?;
+    let layer =
+        archive::write_dir(rootfs, b"", &layer_tmp, opts).map_err(|source| OciDirError::Layer {
+            path: out.to_owned(),
+            source,
+        })?;
     let layer_path = blobs.join(layer.sha256.hex());
     fs::rename(&layer_tmp, &layer_path).map_err(io_err("rename", &layer_path))?;
     let layer_type = match opts.compression {
@@ -70,7 +84,8 @@ pub fn write(rootfs: &Path, source_config: &ImageConfig, out: &Path, tag: &str, 
     };
 
     let config = derive_config(source_config, &layer.diff_id, opts.source_date_epoch);
-    let config_bytes = serde_json::to_vec(&config).map_err(|e| io_err("serialise the config for", out)(e.into()))?;
+    let config_bytes = serde_json::to_vec(&config)
+        .map_err(|e| io_err("serialise the config for", out)(e.into()))?;
     let config_digest = put_blob(&blobs, &config_bytes)?;
 
     let manifest = json!({
@@ -79,10 +94,12 @@ pub fn write(rootfs: &Path, source_config: &ImageConfig, out: &Path, tag: &str, 
         "config": { "mediaType": MT_OCI_CONFIG, "digest": config_digest.to_string(), "size": config_bytes.len() },
         "layers": [ { "mediaType": layer_type, "digest": layer.sha256.to_string(), "size": layer.size } ],
     });
-    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| io_err("serialise the manifest for", out)(e.into()))?;
+    let manifest_bytes = serde_json::to_vec(&manifest)
+        .map_err(|e| io_err("serialise the manifest for", out)(e.into()))?;
     let manifest_digest = put_blob(&blobs, &manifest_bytes)?;
 
-    let mut platform = json!({ "architecture": source_config.architecture, "os": source_config.os });
+    let mut platform =
+        json!({ "architecture": source_config.architecture, "os": source_config.os });
     if let Some(v) = &source_config.variant {
         platform["variant"] = json!(v);
     }
@@ -98,7 +115,8 @@ pub fn write(rootfs: &Path, source_config: &ImageConfig, out: &Path, tag: &str, 
         } ],
     });
     let index_path = dir.join("index.json");
-    fs::write(&index_path, serde_json::to_vec(&index).unwrap_or_default()).map_err(io_err("write", &index_path))?;
+    fs::write(&index_path, serde_json::to_vec(&index).unwrap_or_default())
+        .map_err(io_err("write", &index_path))?;
     let layout = dir.join("oci-layout");
     fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io_err("write", &layout))?;
     staging.commit()?;
@@ -108,7 +126,11 @@ pub fn write(rootfs: &Path, source_config: &ImageConfig, out: &Path, tag: &str, 
 fn put_blob(blobs: &Path, data: &[u8]) -> Result<Digest, OciDirError> {
     let digest = Digest::of(data);
     let path = blobs.join(digest.hex());
-    fs::write(&path, data).map_err(|source| OciDirError::Io { op: "write", path, source })?;
+    fs::write(&path, data).map_err(|source| OciDirError::Io {
+        op: "write",
+        path,
+        source,
+    })?;
     Ok(digest)
 }
 
@@ -141,14 +163,22 @@ fn derive_config(source: &ImageConfig, diff_id: &Digest, epoch: Option<i64>) -> 
 }
 
 fn check_tag(tag: &str) -> Result<(), OciDirError> {
-    let bad = |reason| Err(OciDirError::Tag { tag: tag.to_owned(), reason });
+    let bad = |reason| {
+        Err(OciDirError::Tag {
+            tag: tag.to_owned(),
+            reason,
+        })
+    };
     if tag.is_empty() || tag.len() > 128 {
         return bad("it must have 1 to 128 characters");
     }
     if tag.starts_with(['.', '-']) {
         return bad("it must not start with `.` or `-`");
     }
-    if !tag.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+    if !tag
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
         return bad("it contains a character other than letters, digits, `.`, `_` and `-`");
     }
     Ok(())
@@ -168,7 +198,12 @@ fn rfc3339(t: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]
@@ -195,11 +230,19 @@ mod tests {
     fn history_keeps_one_non_empty_entry() {
         let mut src = ImageConfig::default();
         src.rootfs.diff_ids = vec!["sha256:a".into(), "sha256:b".into()];
-        src.rest.insert("history".into(), json!([{ "created_by": "x" }, { "created_by": "y" }]));
+        src.rest.insert(
+            "history".into(),
+            json!([{ "created_by": "x" }, { "created_by": "y" }]),
+        );
         let c = derive_config(&src, &Digest::of(b""), Some(0));
         let h = c.rest["history"].as_array().unwrap();
         assert_eq!(h.len(), 3);
-        assert_eq!(h.iter().filter(|e| e.get("empty_layer") != Some(&json!(true))).count(), 1);
+        assert_eq!(
+            h.iter()
+                .filter(|e| e.get("empty_layer") != Some(&json!(true)))
+                .count(),
+            1
+        );
         assert_eq!(c.rootfs.diff_ids.len(), 1);
     }
 }

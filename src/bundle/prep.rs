@@ -72,11 +72,23 @@ pub enum PrepError {
 const DOBBY_FILES: [&str; 3] = ["resolv.conf", "hosts", "services"];
 
 pub fn prepare(rootfs: &Path, opts: &PrepOptions) -> Result<PrepReport, PrepError> {
-    let walker = Walker::new(rootfs).map_err(|source| PrepError::Io { op: "open", path: "/".into(), rootfs: rootfs.to_owned(), source })?;
-    let mut p = Prep { rootfs, walker, report: PrepReport::default() };
+    let walker = Walker::new(rootfs).map_err(|source| PrepError::Io {
+        op: "open",
+        path: "/".into(),
+        rootfs: rootfs.to_owned(),
+        source,
+    })?;
+    let mut p = Prep {
+        rootfs,
+        walker,
+        report: PrepReport::default(),
+    };
     for m in &opts.mount_points {
         if !m.0.starts_with('/') || m.0.contains('\0') {
-            return Err(PrepError::MountPoint { path: m.0.clone(), reason: "a mount destination must be an absolute path".into() });
+            return Err(PrepError::MountPoint {
+                path: m.0.clone(),
+                reason: "a mount destination must be an absolute path".into(),
+            });
         }
     }
     // etc itself only matters when something in it is touched.
@@ -89,7 +101,8 @@ pub fn prepare(rootfs: &Path, opts: &PrepOptions) -> Result<PrepReport, PrepErro
         if opts.localtime_plugin {
             let name = c"localtime";
             if rootfs::lstat_at(etc.raw(), name).is_ok() {
-                rootfs::remove_all_at(etc.raw(), name).map_err(p.err("remove", "/etc/localtime"))?;
+                rootfs::remove_all_at(etc.raw(), name)
+                    .map_err(p.err("remove", "/etc/localtime"))?;
                 p.walker.invalidate();
                 p.report.removed.push("/etc/localtime".into());
             }
@@ -113,7 +126,12 @@ struct Prep<'a> {
 impl Prep<'_> {
     fn err(&self, op: &'static str, path: &str) -> impl FnOnce(io::Error) -> PrepError + use<> {
         let (path, rootfs) = (path.to_owned(), self.rootfs.to_owned());
-        move |source| PrepError::Io { op, path, rootfs, source }
+        move |source| PrepError::Io {
+            op,
+            path,
+            rootfs,
+            source,
+        }
     }
 
     /// Resolves the directory `comps` in-root, creating what is missing,
@@ -123,12 +141,21 @@ impl Prep<'_> {
     fn safe_dir(&mut self, comps: &[&[u8]], depth: usize, shown: &str) -> Result<Dir, PrepError> {
         let phys = self.safe_phys(comps, depth, shown)?;
         let refs: Vec<&[u8]> = phys.iter().map(Vec::as_slice).collect();
-        self.walker.dir_strict(&refs).map_err(self.err("open", shown))
+        self.walker
+            .dir_strict(&refs)
+            .map_err(self.err("open", shown))
     }
 
-    fn safe_phys(&mut self, comps: &[&[u8]], depth: usize, shown: &str) -> Result<Vec<Vec<u8>>, PrepError> {
+    fn safe_phys(
+        &mut self,
+        comps: &[&[u8]],
+        depth: usize,
+        shown: &str,
+    ) -> Result<Vec<Vec<u8>>, PrepError> {
         if depth > MAX_SYMLINK_HOPS {
-            return Err(self.err("resolve", shown)(io::Error::from_raw_os_error(libc::ELOOP)));
+            return Err(self.err("resolve", shown)(io::Error::from_raw_os_error(
+                libc::ELOOP,
+            )));
         }
         let mut phys: Vec<Vec<u8>> = Vec::new();
         for comp in comps {
@@ -141,26 +168,45 @@ impl Prep<'_> {
                 _ => {}
             }
             let refs: Vec<&[u8]> = phys.iter().map(Vec::as_slice).collect();
-            let parent = self.walker.dir_strict(&refs).map_err(self.err("open", shown))?;
+            let parent = self
+                .walker
+                .dir_strict(&refs)
+                .map_err(self.err("open", shown))?;
             let name = cstr(comp).map_err(self.err("use", shown))?;
             match rootfs::lstat_at(parent.raw(), &name) {
                 Ok(st) if rootfs::is_dir(&st) => phys.push(comp.to_vec()),
                 Ok(st) if rootfs::is_symlink(&st) => {
-                    let link = rootfs::read_link_at(parent.raw(), &name).map_err(self.err("read the symlink", shown))?;
-                    let mut target: Vec<&[u8]> = if link.first() == Some(&b'/') { Vec::new() } else { refs.clone() };
+                    let link = rootfs::read_link_at(parent.raw(), &name)
+                        .map_err(self.err("read the symlink", shown))?;
+                    let mut target: Vec<&[u8]> = if link.first() == Some(&b'/') {
+                        Vec::new()
+                    } else {
+                        refs.clone()
+                    };
                     target.extend(link.split(|&b| b == b'/'));
                     let resolved = self.safe_phys(&target, depth + 1, shown)?;
                     let rel = relative(&phys, &resolved);
                     if rel != link {
                         let at = display(&parent.child_path(comp));
-                        let parent = self.walker.dir_strict(&refs).map_err(self.err("open", &at))?;
-                        rootfs::unlink_at(parent.raw(), &name, 0).map_err(self.err("replace the symlink", &at))?;
+                        let parent = self
+                            .walker
+                            .dir_strict(&refs)
+                            .map_err(self.err("open", &at))?;
+                        rootfs::unlink_at(parent.raw(), &name, 0)
+                            .map_err(self.err("replace the symlink", &at))?;
                         let c = cstr(&rel).map_err(self.err("use", &at))?;
-                        if unsafe { libc::symlinkat(c.as_ptr(), parent.raw(), name.as_ptr()) } != 0 {
-                            return Err(self.err("rewrite the symlink", &at)(io::Error::last_os_error()));
+                        if unsafe { libc::symlinkat(c.as_ptr(), parent.raw(), name.as_ptr()) } != 0
+                        {
+                            return Err(self.err("rewrite the symlink", &at)(
+                                io::Error::last_os_error(),
+                            ));
                         }
                         self.walker.invalidate();
-                        self.report.links_rewritten.push((at, String::from_utf8_lossy(&link).into_owned(), String::from_utf8_lossy(&rel).into_owned()));
+                        self.report.links_rewritten.push((
+                            at,
+                            String::from_utf8_lossy(&link).into_owned(),
+                            String::from_utf8_lossy(&rel).into_owned(),
+                        ));
                     }
                     phys = resolved;
                 }
@@ -169,7 +215,10 @@ impl Prep<'_> {
                     // a container runtime's `mkdir -p` would.
                     let mut path = refs.clone();
                     path.push(comp);
-                    let dir = self.walker.dir(&path, Missing::Create, None).map_err(self.err("create", shown))?;
+                    let dir = self
+                        .walker
+                        .dir(&path, Missing::Create, None)
+                        .map_err(self.err("create", shown))?;
                     for created in self.walker.take_created() {
                         self.report.created.push(display(&created));
                     }
@@ -192,7 +241,14 @@ impl Prep<'_> {
         let content = self.open_in_root(etc, &cname, &shown)?;
         rootfs::unlink_at(etc.raw(), &cname, 0).map_err(self.err("replace", &shown))?;
         self.walker.invalidate();
-        let fd = unsafe { libc::openat(etc.raw(), cname.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0o644) };
+        let fd = unsafe {
+            libc::openat(
+                etc.raw(),
+                cname.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
         if fd < 0 {
             return Err(self.err("create", &shown)(io::Error::last_os_error()));
         }
@@ -206,7 +262,12 @@ impl Prep<'_> {
 
     /// Follows the symlink `name` in `dir` inside the root; the target file
     /// opened for reading when it is a regular file.
-    fn open_in_root(&mut self, dir: &Dir, name: &CStr, shown: &str) -> Result<Option<File>, PrepError> {
+    fn open_in_root(
+        &mut self,
+        dir: &Dir,
+        name: &CStr,
+        shown: &str,
+    ) -> Result<Option<File>, PrepError> {
         let mut parent = dir.clone();
         let mut name = name.to_owned();
         for _ in 0..MAX_SYMLINK_HOPS {
@@ -215,89 +276,157 @@ impl Prep<'_> {
                 Err(_) => return Ok(None),
             };
             if st.st_mode & libc::S_IFMT == libc::S_IFREG {
-                let fd = unsafe { libc::openat(parent.raw(), name.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+                let fd = unsafe {
+                    libc::openat(
+                        parent.raw(),
+                        name.as_ptr(),
+                        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    )
+                };
                 if fd < 0 {
-                    return Err(self.err("read the target of", shown)(io::Error::last_os_error()));
+                    return Err(self.err("read the target of", shown)(
+                        io::Error::last_os_error(),
+                    ));
                 }
                 return Ok(Some(File::from(unsafe { OwnedFd::from_raw_fd(fd) })));
             }
             if !rootfs::is_symlink(&st) {
                 return Ok(None);
             }
-            let link = rootfs::read_link_at(parent.raw(), &name).map_err(self.err("read the symlink", shown))?;
+            let link = rootfs::read_link_at(parent.raw(), &name)
+                .map_err(self.err("read the symlink", shown))?;
             let base = parent.phys.clone();
-            let mut comps: Vec<&[u8]> = if link.first() == Some(&b'/') { Vec::new() } else { base.iter().map(Vec::as_slice).collect() };
-            comps.extend(link.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b"."));
+            let mut comps: Vec<&[u8]> = if link.first() == Some(&b'/') {
+                Vec::new()
+            } else {
+                base.iter().map(Vec::as_slice).collect()
+            };
+            comps.extend(
+                link.split(|&b| b == b'/')
+                    .filter(|c| !c.is_empty() && *c != b"."),
+            );
             // `..` as the last component names a directory: not a file.
-            let Some(last) = comps.pop().filter(|l| *l != b"..") else { return Ok(None) };
+            let Some(last) = comps.pop().filter(|l| *l != b"..") else {
+                return Ok(None);
+            };
             parent = match self.walker.dir(&comps, Missing::Fail, None) {
                 Ok(d) => d,
                 Err(_) => return Ok(None),
             };
             name = cstr(last).map_err(self.err("use", shown))?;
         }
-        Err(self.err("resolve", shown)(io::Error::from_raw_os_error(libc::ELOOP)))
+        Err(self.err("resolve", shown)(io::Error::from_raw_os_error(
+            libc::ELOOP,
+        )))
     }
 
     /// Creates a mount point inside the rootfs (case 43): parents resolved
     /// in-root and made host-safe; a symlink as the last component is
     /// rewritten too and its in-root target created.
     fn mount_point(&mut self, path: &str, is_dir: bool) -> Result<(), PrepError> {
-        let comps: Vec<&[u8]> = path.as_bytes().split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
+        let comps: Vec<&[u8]> = path
+            .as_bytes()
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .collect();
         if comps.is_empty() || comps.last() == Some(&&b".."[..]) {
-            return Err(PrepError::MountPoint { path: path.into(), reason: "it names the root or a parent directory".into() });
+            return Err(PrepError::MountPoint {
+                path: path.into(),
+                reason: "it names the root or a parent directory".into(),
+            });
         }
         if is_dir {
             self.safe_dir(&comps, 0, path)?;
             return Ok(());
         }
-        let (last, parents) = comps.split_last().ok_or_else(|| PrepError::MountPoint { path: path.into(), reason: "empty path".into() })?;
+        let (last, parents) = comps.split_last().ok_or_else(|| PrepError::MountPoint {
+            path: path.into(),
+            reason: "empty path".into(),
+        })?;
         let mut dir = self.safe_dir(parents, 0, path)?;
         let mut name = cstr(last).map_err(self.err("use", path))?;
         for _ in 0..MAX_SYMLINK_HOPS {
             match rootfs::lstat_at(dir.raw(), &name) {
                 Ok(st) if rootfs::is_symlink(&st) => {
                     // Make the link host-safe and continue at its target.
-                    let link = rootfs::read_link_at(dir.raw(), &name).map_err(self.err("read the symlink", path))?;
+                    let link = rootfs::read_link_at(dir.raw(), &name)
+                        .map_err(self.err("read the symlink", path))?;
                     let base = dir.phys.clone();
-                    let mut target: Vec<&[u8]> = if link.first() == Some(&b'/') { Vec::new() } else { base.iter().map(Vec::as_slice).collect() };
-                    target.extend(link.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b"."));
-                    let Some((tlast, tparents)) = target.split_last().filter(|(l, _)| **l != b"..") else {
-                        return Err(PrepError::MountPoint { path: path.into(), reason: "it is a symlink to a directory, but the mount needs a file".into() });
+                    let mut target: Vec<&[u8]> = if link.first() == Some(&b'/') {
+                        Vec::new()
+                    } else {
+                        base.iter().map(Vec::as_slice).collect()
+                    };
+                    target.extend(
+                        link.split(|&b| b == b'/')
+                            .filter(|c| !c.is_empty() && *c != b"."),
+                    );
+                    let Some((tlast, tparents)) = target.split_last().filter(|(l, _)| **l != b"..")
+                    else {
+                        return Err(PrepError::MountPoint {
+                            path: path.into(),
+                            reason: "it is a symlink to a directory, but the mount needs a file"
+                                .into(),
+                        });
                     };
                     let tdir = self.safe_dir(tparents, 1, path)?;
                     let mut rel_to = tdir.phys.clone();
                     rel_to.push(tlast.to_vec());
                     let rel = relative(&dir.phys, &rel_to);
                     if rel != link {
-                        rootfs::unlink_at(dir.raw(), &name, 0).map_err(self.err("replace the symlink", path))?;
+                        rootfs::unlink_at(dir.raw(), &name, 0)
+                            .map_err(self.err("replace the symlink", path))?;
                         let c = cstr(&rel).map_err(self.err("use", path))?;
                         if unsafe { libc::symlinkat(c.as_ptr(), dir.raw(), name.as_ptr()) } != 0 {
-                            return Err(self.err("rewrite the symlink", path)(io::Error::last_os_error()));
+                            return Err(self.err("rewrite the symlink", path)(
+                                io::Error::last_os_error(),
+                            ));
                         }
                         self.walker.invalidate();
                         let at = display(&dir.child_path(name.to_bytes()));
-                        self.report.links_rewritten.push((at, String::from_utf8_lossy(&link).into_owned(), String::from_utf8_lossy(&rel).into_owned()));
+                        self.report.links_rewritten.push((
+                            at,
+                            String::from_utf8_lossy(&link).into_owned(),
+                            String::from_utf8_lossy(&rel).into_owned(),
+                        ));
                     }
                     dir = tdir;
                     name = cstr(tlast).map_err(self.err("use", path))?;
                 }
                 Ok(st) if rootfs::is_dir(&st) => {
-                    return Err(PrepError::MountPoint { path: path.into(), reason: "it exists as a directory, but the mount needs a file".into() });
+                    return Err(PrepError::MountPoint {
+                        path: path.into(),
+                        reason: "it exists as a directory, but the mount needs a file".into(),
+                    });
                 }
                 Ok(_) => return Ok(()),
                 Err(_) => {
-                    let fd = unsafe { libc::openat(dir.raw(), name.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0o644) };
+                    let fd = unsafe {
+                        libc::openat(
+                            dir.raw(),
+                            name.as_ptr(),
+                            libc::O_WRONLY
+                                | libc::O_CREAT
+                                | libc::O_EXCL
+                                | libc::O_NOFOLLOW
+                                | libc::O_CLOEXEC,
+                            0o644,
+                        )
+                    };
                     if fd < 0 {
                         return Err(self.err("create", path)(io::Error::last_os_error()));
                     }
                     unsafe { libc::close(fd) };
-                    self.report.created.push(display(&dir.child_path(name.to_bytes())));
+                    self.report
+                        .created
+                        .push(display(&dir.child_path(name.to_bytes())));
                     return Ok(());
                 }
             }
         }
-        Err(self.err("resolve", path)(io::Error::from_raw_os_error(libc::ELOOP)))
+        Err(self.err("resolve", path)(io::Error::from_raw_os_error(
+            libc::ELOOP,
+        )))
     }
 }
 
@@ -322,7 +451,10 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> Vec<Vec<u8>> {
-        s.split('/').filter(|c| !c.is_empty()).map(|c| c.as_bytes().to_vec()).collect()
+        s.split('/')
+            .filter(|c| !c.is_empty())
+            .map(|c| c.as_bytes().to_vec())
+            .collect()
     }
 
     #[test]

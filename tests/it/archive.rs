@@ -15,13 +15,18 @@ use bundlegen::layers::RecordedMeta;
 
 const SDE: i64 = 1_600_000_000;
 /// security.capability v2 granting cap_net_raw (bit 13).
-const CAP: [u8; 20] = [0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+const CAP: [u8; 20] = [
+    0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
 
 /// Whether `tool` can be run; a missing tool fails the test under CI.
 fn have(tool: &str) -> bool {
     let ok = Command::new(tool).arg("--version").output().is_ok();
     if !ok {
-        assert!(std::env::var_os("CI").is_none(), "{tool} is required under CI but is not installed");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is required under CI but is not installed"
+        );
         eprintln!("skipping: {tool} is not installed");
     }
     ok
@@ -29,7 +34,11 @@ fn have(tool: &str) -> bool {
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -40,14 +49,34 @@ fn is_root() -> bool {
 fn setxattr(path: &Path, key: &str, value: &[u8]) {
     let p = CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     let k = CString::new(key).unwrap();
-    let rc = unsafe { libc::lsetxattr(p.as_ptr(), k.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    assert_eq!(rc, 0, "setxattr {key} on {}: {}", path.display(), std::io::Error::last_os_error());
+    let rc = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            k.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setxattr {key} on {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
 }
 
 fn mknod(path: &Path, kind: libc::mode_t, major: u32, minor: u32) {
     let p = CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     let rc = unsafe { libc::mknod(p.as_ptr(), kind | 0o620, libc::makedev(major, minor)) };
-    assert_eq!(rc, 0, "mknod {}: {}", path.display(), std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "mknod {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
     fs::set_permissions(path, fs::Permissions::from_mode(0o620)).unwrap();
 }
 
@@ -60,7 +89,11 @@ fn noise(len: usize, seed: u32) -> Vec<u8> {
     (0..len)
         .map(|i| {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            if i % 3 == 0 { (x >> 24) as u8 } else { b"rootfs"[i % 6] }
+            if i % 3 == 0 {
+                (x >> 24) as u8
+            } else {
+                b"rootfs"[i % 6]
+            }
         })
         .collect()
 }
@@ -106,18 +139,51 @@ fn rootless_bundle(b: &Path) -> BTreeMap<PathBuf, RecordedMeta> {
     common_bundle(b);
     let r = b.join("rootfs");
     fs::write(r.join("null"), b"").unwrap();
-    fs::set_permissions(r.join("null"), fs::Permissions::from_mode(0)).unwrap();
+    fs::set_permissions(r.join("null"), fs::Permissions::from_mode(0o000)).unwrap();
     let mut rec = BTreeMap::new();
-    rec.insert(PathBuf::from("null"), RecordedMeta { uid: 0, gid: 5, device: Some(('c', 1, 3, 0o620)), xattrs: BTreeMap::new() });
+    rec.insert(
+        PathBuf::from("null"),
+        RecordedMeta {
+            uid: 0,
+            gid: 5,
+            device: Some(('c', 1, 3, 0o620)),
+            xattrs: BTreeMap::new(),
+        },
+    );
     let mut caps = BTreeMap::new();
     caps.insert("security.capability".to_owned(), CAP.to_vec());
-    rec.insert(PathBuf::from("usr/bin/app"), RecordedMeta { uid: 1000, gid: 1000, device: None, xattrs: caps });
-    rec.insert(PathBuf::from("bin"), RecordedMeta { uid: 1000, gid: 1000, device: None, xattrs: BTreeMap::new() });
+    rec.insert(
+        PathBuf::from("usr/bin/app"),
+        RecordedMeta {
+            uid: 1000,
+            gid: 1000,
+            device: None,
+            xattrs: caps,
+        },
+    );
+    rec.insert(
+        PathBuf::from("bin"),
+        RecordedMeta {
+            uid: 1000,
+            gid: 1000,
+            device: None,
+            xattrs: BTreeMap::new(),
+        },
+    );
     rec
 }
 
-fn opts(recorded: &BTreeMap<PathBuf, RecordedMeta>, compression: Compression, threads: usize) -> ArchiveOptions<'_> {
-    ArchiveOptions { compression, threads, source_date_epoch: Some(SDE), ..ArchiveOptions::new(recorded) }
+fn opts(
+    recorded: &BTreeMap<PathBuf, RecordedMeta>,
+    compression: Compression,
+    threads: usize,
+) -> ArchiveOptions<'_> {
+    ArchiveOptions {
+        compression,
+        threads,
+        source_date_epoch: Some(SDE),
+        ..ArchiveOptions::new(recorded)
+    }
 }
 
 #[test]
@@ -133,32 +199,85 @@ fn gnu_tar_reads_every_entry_type() {
     let info = archive::write_tar(&b, &out, &opts(&none, Compression::Gzip, 2)).unwrap();
     assert_eq!(info.size, fs::metadata(&out).unwrap().len());
     run(Command::new("gzip").arg("-t").arg(&out));
-    let list = run(Command::new("tar").args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "--full-time", "-tvvf"]).arg(&out));
-    let names: Vec<&str> = list.lines().filter(|l| !l.starts_with("  x:")).map(|l| l.split_whitespace().nth(5).unwrap_or("")).collect();
+    let list = run(Command::new("tar")
+        .args([
+            "--xattrs",
+            "--xattrs-include=*",
+            "--numeric-owner",
+            "--full-time",
+            "-tvvf",
+        ])
+        .arg(&out));
+    let names: Vec<&str> = list
+        .lines()
+        .filter(|l| !l.starts_with("  x:"))
+        .map(|l| l.split_whitespace().nth(5).unwrap_or(""))
+        .collect();
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(names, sorted, "entries in byte order:\n{list}");
-    assert!(names[0] == "config.json" && names.contains(&"rootfs/"), "{list}");
+    assert!(
+        names[0] == "config.json" && names.contains(&"rootfs/"),
+        "{list}"
+    );
     let line = |name: &str| {
-        let l = list.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name} missing:\n{list}"));
+        let l = list
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{list}"));
         l.split_whitespace().collect::<Vec<_>>().join(" ")
     };
-    assert!(line("rootfs/usr/bin/app").starts_with("-rwsr-xr-x* 1000/1000"), "{list}");
+    assert!(
+        line("rootfs/usr/bin/app").starts_with("-rwsr-xr-x* 1000/1000"),
+        "{list}"
+    );
     assert!(list.contains("  x: 20 security.capability"), "{list}");
-    assert!(line("rootfs/null").starts_with("crw--w---- 0/5") && line("rootfs/null").contains(" 1,3 "), "{list}");
+    assert!(
+        line("rootfs/null").starts_with("crw--w---- 0/5") && line("rootfs/null").contains(" 1,3 "),
+        "{list}"
+    );
     assert!(line("rootfs/fifo").starts_with("prw-------"), "{list}");
-    assert!(line("rootfs/etc/passwd-").contains("link to rootfs/etc/passwd"), "{list}");
-    assert!(line("rootfs/bin -").contains("-> /usr/bin") && line("rootfs/bin -").contains("1000/1000"), "{list}");
+    assert!(
+        line("rootfs/etc/passwd-").contains("link to rootfs/etc/passwd"),
+        "{list}"
+    );
+    assert!(
+        line("rootfs/bin -").contains("-> /usr/bin") && line("rootfs/bin -").contains("1000/1000"),
+        "{list}"
+    );
     assert!(line("rootfs/longlink").contains(&"t".repeat(150)), "{list}");
-    assert!(list.contains(&format!("{}/{}/{}", "d".repeat(120), "e".repeat(120), "f".repeat(90))), "{list}");
-    assert!(line("rootfs/etc/shadow").starts_with("----------"), "{list}");
+    assert!(
+        list.contains(&format!(
+            "{}/{}/{}",
+            "d".repeat(120),
+            "e".repeat(120),
+            "f".repeat(90)
+        )),
+        "{list}"
+    );
+    assert!(
+        line("rootfs/etc/shadow").starts_with("----------"),
+        "{list}"
+    );
     // Everything was newer than SOURCE_DATE_EPOCH: all clamped.
-    assert!(list.lines().filter(|l| !l.starts_with("  x:")).all(|l| l.contains("2020-09-13 12:26:40")), "{list}");
+    assert!(
+        list.lines()
+            .filter(|l| !l.starts_with("  x:"))
+            .all(|l| l.contains("2020-09-13 12:26:40")),
+        "{list}"
+    );
     // Content survives.
     let x = t.path().join("x");
     fs::create_dir(&x).unwrap();
-    run(Command::new("tar").args(["--xattrs", "--xattrs-include=*", "-xpf"]).arg(&out).arg("-C").arg(&x));
-    assert_eq!(fs::read(x.join("rootfs/usr/bin/app")).unwrap(), fs::read(b.join("rootfs/usr/bin/app")).unwrap());
+    run(Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=*", "-xpf"])
+        .arg(&out)
+        .arg("-C")
+        .arg(&x));
+    assert_eq!(
+        fs::read(x.join("rootfs/usr/bin/app")).unwrap(),
+        fs::read(b.join("rootfs/usr/bin/app")).unwrap()
+    );
 }
 
 #[test]
@@ -171,12 +290,21 @@ fn identical_for_any_thread_count_and_run() {
         let mut digests = Vec::new();
         for (i, threads) in [1, 2, 4, 2].into_iter().enumerate() {
             let out = t.path().join(format!("o{i}.{}", compression.extension()));
-            digests.push(archive::write_tar(&b, &out, &opts(&none, compression, threads)).unwrap().sha256);
+            digests.push(
+                archive::write_tar(&b, &out, &opts(&none, compression, threads))
+                    .unwrap()
+                    .sha256,
+            );
         }
-        assert!(digests.windows(2).all(|w| w[0] == w[1]), "{compression:?}: {digests:?}");
+        assert!(
+            digests.windows(2).all(|w| w[0] == w[1]),
+            "{compression:?}: {digests:?}"
+        );
     }
     if have("zstd") {
-        run(Command::new("zstd").arg("-tq").arg(t.path().join("o0.tar.zst")));
+        run(Command::new("zstd")
+            .arg("-tq")
+            .arg(t.path().join("o0.tar.zst")));
     }
 }
 
@@ -190,13 +318,35 @@ fn rootless_record_gives_the_same_archive_as_root() {
     root_bundle(&a);
     let rec = rootless_bundle(&b);
     let none = BTreeMap::new();
-    let ra = archive::write_tar(&a, &t.path().join("a.tar"), &opts(&none, Compression::None, 1)).unwrap();
+    let ra = archive::write_tar(
+        &a,
+        &t.path().join("a.tar"),
+        &opts(&none, Compression::None, 1),
+    )
+    .unwrap();
     // As root over a tree flattened rootless, and as a non-root run would.
-    let rb = archive::write_tar(&b, &t.path().join("b.tar"), &opts(&rec, Compression::None, 1)).unwrap();
-    let rc = archive::write_tar(&b, &t.path().join("c.tar"), &ArchiveOptions { rootless: true, ..opts(&rec, Compression::None, 1) }).unwrap();
+    let rb = archive::write_tar(
+        &b,
+        &t.path().join("b.tar"),
+        &opts(&rec, Compression::None, 1),
+    )
+    .unwrap();
+    let rc = archive::write_tar(
+        &b,
+        &t.path().join("c.tar"),
+        &ArchiveOptions {
+            rootless: true,
+            ..opts(&rec, Compression::None, 1)
+        },
+    )
+    .unwrap();
     if ra.sha256 != rb.sha256 && have("tar") {
-        let la = run(Command::new("tar").args(["--xattrs", "--xattrs-include=*", "-tvvf"]).arg(t.path().join("a.tar")));
-        let lb = run(Command::new("tar").args(["--xattrs", "--xattrs-include=*", "-tvvf"]).arg(t.path().join("b.tar")));
+        let la = run(Command::new("tar")
+            .args(["--xattrs", "--xattrs-include=*", "-tvvf"])
+            .arg(t.path().join("a.tar")));
+        let lb = run(Command::new("tar")
+            .args(["--xattrs", "--xattrs-include=*", "-tvvf"])
+            .arg(t.path().join("b.tar")));
         panic!("root:\n{la}\nrootless:\n{lb}");
     }
     assert_eq!(ra.sha256, rb.sha256);
@@ -214,18 +364,44 @@ fn owner_and_mask_and_epoch() {
     fs::write(b.join("rootfs/old"), b"o").unwrap();
     fs::write(b.join("rootfs/new"), b"n").unwrap();
     let old = CString::new(b.join("rootfs/old").as_os_str().as_encoded_bytes()).unwrap();
-    let times = [libc::timespec { tv_sec: 1_000_000_000, tv_nsec: 0 }; 2];
-    assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, old.as_ptr(), times.as_ptr(), 0) }, 0);
+    let times = [libc::timespec {
+        tv_sec: 1_000_000_000,
+        tv_nsec: 0,
+    }; 2];
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, old.as_ptr(), times.as_ptr(), 0) },
+        0
+    );
     let none = BTreeMap::new();
-    let o = ArchiveOptions { owner: Some((700, 701)), file_mask: Some(0o770), ..opts(&none, Compression::Gzip, 1) };
+    let o = ArchiveOptions {
+        owner: Some((700, 701)),
+        file_mask: Some(0o770),
+        ..opts(&none, Compression::Gzip, 1)
+    };
     let out = t.path().join("b.tar.gz");
     archive::write_tar(&b, &out, &o).unwrap();
-    let list = run(Command::new("tar").args(["--numeric-owner", "--full-time", "-tvzf"]).arg(&out));
-    let line = |n: &str| list.lines().find(|l| l.ends_with(n)).unwrap().split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(line("rootfs/old").starts_with("-rw-r----- 700/701") && line("rootfs/old").contains("2001-09-09 01:46:40"), "{list}");
+    let list = run(Command::new("tar")
+        .args(["--numeric-owner", "--full-time", "-tvzf"])
+        .arg(&out));
+    let line = |n: &str| {
+        list.lines()
+            .find(|l| l.ends_with(n))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(
+        line("rootfs/old").starts_with("-rw-r----- 700/701")
+            && line("rootfs/old").contains("2001-09-09 01:46:40"),
+        "{list}"
+    );
     assert!(line("rootfs/new").contains("2020-09-13 12:26:40"), "{list}");
     // Writing into the archived directory is refused.
-    assert!(matches!(archive::write_tar(&b, &b.join("x.tar.gz"), &o), Err(archive::ArchiveError::OutputInsideInput { .. })));
+    assert!(matches!(
+        archive::write_tar(&b, &b.join("x.tar.gz"), &o),
+        Err(archive::ArchiveError::OutputInsideInput { .. })
+    ));
 }
 
 #[test]
@@ -246,12 +422,22 @@ fn ipk_is_an_ar_with_bundlegen_members() {
     };
     let out = t.path().join("bundle.ipk");
     let one = archive::write_ipk(&b, &out, &meta, &opts(&none, Compression::Gzip, 1)).unwrap();
-    assert_eq!(run(Command::new("ar").arg("t").arg(&out)), "debian-binary\ncontrol.tar.gz\ndata.tar.gz\n");
+    assert_eq!(
+        run(Command::new("ar").arg("t").arg(&out)),
+        "debian-binary\ncontrol.tar.gz\ndata.tar.gz\n"
+    );
     run(Command::new("ar").arg("x").arg(&out).current_dir(t.path()));
     assert_eq!(fs::read(t.path().join("debian-binary")).unwrap(), b"2.0\n");
-    let control = run(Command::new("tar").args(["-xzOf", "control.tar.gz", "control"]).current_dir(t.path()));
-    assert!(control.starts_with("Package: com.rdk.demo\nVersion: 1.0.0\nArchitecture: armv7\n"), "{control}");
-    let data = run(Command::new("tar").args(["-tzf", "data.tar.gz"]).current_dir(t.path()));
+    let control = run(Command::new("tar")
+        .args(["-xzOf", "control.tar.gz", "control"])
+        .current_dir(t.path()));
+    assert!(
+        control.starts_with("Package: com.rdk.demo\nVersion: 1.0.0\nArchitecture: armv7\n"),
+        "{control}"
+    );
+    let data = run(Command::new("tar")
+        .args(["-tzf", "data.tar.gz"])
+        .current_dir(t.path()));
     assert!(data.starts_with("config.json\nrootfs/\n"), "{data}");
     let two = archive::write_ipk(&b, &out, &meta, &opts(&none, Compression::Gzip, 4)).unwrap();
     assert_eq!(one.sha256, two.sha256);
@@ -273,19 +459,41 @@ fn oci_output_reads_back_with_skopeo_and_umoci() {
     .unwrap();
     let none = BTreeMap::new();
     let out = t.path().join("oci");
-    let manifest = ocidir::write(&r, &config, &out, "app", &opts(&none, Compression::Gzip, 2)).unwrap();
-    let again = ocidir::write(&r, &config, &out, "app", &opts(&none, Compression::Gzip, 1)).unwrap();
-    assert_eq!(manifest, again, "deterministic, and an existing layout is replaced");
-    let inspect = run(Command::new("skopeo").arg("inspect").arg(format!("oci:{}:app", out.display())));
+    let manifest =
+        ocidir::write(&r, &config, &out, "app", &opts(&none, Compression::Gzip, 2)).unwrap();
+    let again =
+        ocidir::write(&r, &config, &out, "app", &opts(&none, Compression::Gzip, 1)).unwrap();
+    assert_eq!(
+        manifest, again,
+        "deterministic, and an existing layout is replaced"
+    );
+    let inspect = run(Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:app", out.display())));
     let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
     assert_eq!(v["Digest"], manifest.to_string());
     assert_eq!(v["Layers"].as_array().map(Vec::len), Some(1));
     let unpacked = t.path().join("unpacked");
-    run(Command::new("umoci").args(["unpack", "--rootless", "--image"]).arg(format!("{}:app", out.display())).arg(&unpacked));
-    assert_eq!(fs::read(unpacked.join("rootfs/bin/app")).unwrap(), fs::read(r.join("usr/bin/app")).unwrap());
+    run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:app", out.display()))
+        .arg(&unpacked));
+    assert_eq!(
+        fs::read(unpacked.join("rootfs/bin/app")).unwrap(),
+        fs::read(r.join("usr/bin/app")).unwrap()
+    );
     // Anything that is not an OCI layout is not replaced.
     fs::create_dir_all(t.path().join("other/x")).unwrap();
-    assert!(ocidir::write(&r, &config, &t.path().join("other"), "app", &opts(&none, Compression::Gzip, 1)).is_err());
+    assert!(
+        ocidir::write(
+            &r,
+            &config,
+            &t.path().join("other"),
+            "app",
+            &opts(&none, Compression::Gzip, 1)
+        )
+        .is_err()
+    );
 }
 
 /// A rootfs inside `t/root`, with a canary directory and file beside it.
@@ -328,11 +536,19 @@ fn prep_case_40_etc_files_become_regular() {
     let report = prep::prepare(&r, &prep::PrepOptions::default()).unwrap();
     assert_eq!(report.files_replaced.len(), 3, "{report:?}");
     for f in ["hosts", "services", "resolv.conf"] {
-        assert!(fs::symlink_metadata(r.join("etc").join(f)).unwrap().is_file(), "{f}");
+        assert!(
+            fs::symlink_metadata(r.join("etc").join(f))
+                .unwrap()
+                .is_file(),
+            "{f}"
+        );
     }
     // The absolute link resolved in-root (to nothing there): empty.
     assert_eq!(fs::read(r.join("etc/hosts")).unwrap(), b"");
-    assert_eq!(fs::read(r.join("etc/resolv.conf")).unwrap(), b"nameserver 10.0.0.1\n");
+    assert_eq!(
+        fs::read(r.join("etc/resolv.conf")).unwrap(),
+        b"nameserver 10.0.0.1\n"
+    );
     assert_eq!(tree(&canary), before, "nothing outside the rootfs changed");
 }
 
@@ -341,7 +557,14 @@ fn prep_case_41_localtime_removed() {
     let t = tempfile::tempdir().unwrap();
     let (r, canary) = prep_fixture(t.path());
     symlink(canary.join("hosts"), r.join("etc/localtime")).unwrap();
-    prep::prepare(&r, &prep::PrepOptions { localtime_plugin: true, ..Default::default() }).unwrap();
+    prep::prepare(
+        &r,
+        &prep::PrepOptions {
+            localtime_plugin: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(fs::symlink_metadata(r.join("etc/localtime")).is_err());
     assert_eq!(fs::read(canary.join("hosts")).unwrap(), b"canary");
 }
@@ -357,13 +580,35 @@ fn prep_case_42_var_run_and_etc_links_made_host_safe() {
     fs::create_dir_all(r.join("usr/etc")).unwrap();
     symlink("/usr/etc", r.join("etc")).unwrap();
     symlink(canary.join("hosts"), r.join("usr/etc/hosts")).unwrap();
-    let report = prep::prepare(&r, &prep::PrepOptions { dbus: true, ..Default::default() }).unwrap();
+    let report = prep::prepare(
+        &r,
+        &prep::PrepOptions {
+            dbus: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     // Followed on the host, the links now stay inside the rootfs.
     assert_eq!(fs::read_link(r.join("etc")).unwrap(), Path::new("usr/etc"));
-    assert!(fs::read_link(r.join("var/run")).unwrap().is_relative(), "{report:?}");
-    assert!(fs::symlink_metadata(r.join("var/run/dbus")).unwrap().is_dir());
-    assert!(fs::canonicalize(r.join("var/run/dbus")).unwrap().starts_with(fs::canonicalize(&r).unwrap()));
-    assert!(fs::symlink_metadata(r.join("usr/etc/hosts")).unwrap().is_file());
+    assert!(
+        fs::read_link(r.join("var/run")).unwrap().is_relative(),
+        "{report:?}"
+    );
+    assert!(
+        fs::symlink_metadata(r.join("var/run/dbus"))
+            .unwrap()
+            .is_dir()
+    );
+    assert!(
+        fs::canonicalize(r.join("var/run/dbus"))
+            .unwrap()
+            .starts_with(fs::canonicalize(&r).unwrap())
+    );
+    assert!(
+        fs::symlink_metadata(r.join("usr/etc/hosts"))
+            .unwrap()
+            .is_file()
+    );
     assert_eq!(tree(&canary), before, "nothing outside the rootfs changed");
 }
 
@@ -374,13 +619,32 @@ fn prep_case_43_mount_points_created_inside() {
     let before = tree(&canary);
     symlink(&canary, r.join("data")).unwrap();
     symlink(canary.join("newfile"), r.join("etc/mounted")).unwrap();
-    let mounts = vec![("/data/cache".to_owned(), true), ("/etc/mounted".to_owned(), false), ("/opt/x/../y".to_owned(), true)];
-    prep::prepare(&r, &prep::PrepOptions { mount_points: mounts, ..Default::default() }).unwrap();
+    let mounts = vec![
+        ("/data/cache".to_owned(), true),
+        ("/etc/mounted".to_owned(), false),
+        ("/opt/x/../y".to_owned(), true),
+    ];
+    prep::prepare(
+        &r,
+        &prep::PrepOptions {
+            mount_points: mounts,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let root = fs::canonicalize(&r).unwrap();
     let cache = fs::canonicalize(r.join("data/cache")).unwrap();
-    assert!(cache.starts_with(&root) && cache.is_dir(), "{}", cache.display());
+    assert!(
+        cache.starts_with(&root) && cache.is_dir(),
+        "{}",
+        cache.display()
+    );
     let mounted = fs::canonicalize(r.join("etc/mounted")).unwrap();
-    assert!(mounted.starts_with(&root) && mounted.is_file(), "{}", mounted.display());
+    assert!(
+        mounted.starts_with(&root) && mounted.is_file(),
+        "{}",
+        mounted.display()
+    );
     assert!(r.join("opt/y").is_dir());
     assert_eq!(tree(&canary), before, "nothing outside the rootfs changed");
     assert!(!canary.join("newfile").exists() && !canary.join("cache").exists());

@@ -87,14 +87,23 @@ pub fn encode(h: &Header, out: &mut Vec<u8>) -> Result<(), String> {
         pax.push(("gid", h.gid.to_string().into_bytes()));
     }
     if u64::from(h.dev_major) > max_octal(7) || u64::from(h.dev_minor) > max_octal(7) {
-        return Err(format!("device number {}:{} does not fit a tar header", h.dev_major, h.dev_minor));
+        return Err(format!(
+            "device number {}:{} does not fit a tar header",
+            h.dev_major, h.dev_minor
+        ));
     }
-    let binary = pax.iter().any(|(k, v)| (*k == "path" || *k == "linkpath") && std::str::from_utf8(v).is_err());
+    let binary = pax
+        .iter()
+        .any(|(k, v)| (*k == "path" || *k == "linkpath") && std::str::from_utf8(v).is_err());
     if binary {
         // PAX says path values are UTF-8 unless declared otherwise.
         pax.insert(0, ("hdrcharset", b"BINARY".to_vec()));
     }
-    let xattr_keys: Vec<String> = h.xattrs.keys().map(|k| format!("SCHILY.xattr.{k}")).collect();
+    let xattr_keys: Vec<String> = h
+        .xattrs
+        .keys()
+        .map(|k| format!("SCHILY.xattr.{k}"))
+        .collect();
     for (key, value) in xattr_keys.iter().zip(h.xattrs.values()) {
         pax.push((key.as_str(), value.clone()));
     }
@@ -127,10 +136,18 @@ pub fn encode(h: &Header, out: &mut Vec<u8>) -> Result<(), String> {
         mode: h.mode & 0o7777,
         uid: u64::from(h.uid).min(max_octal(7)),
         gid: u64::from(h.gid).min(max_octal(7)),
-        size: if h.kind == Kind::File { h.size.min(max_octal(11)) } else { 0 },
+        size: if h.kind == Kind::File {
+            h.size.min(max_octal(11))
+        } else {
+            0
+        },
         mtime: h.mtime.clamp(0, max_octal(11) as i64) as u64,
         link: truncate(&h.link, 100),
-        dev: if matches!(h.kind, Kind::Char | Kind::Block) { (h.dev_major, h.dev_minor) } else { (0, 0) },
+        dev: if matches!(h.kind, Kind::Char | Kind::Block) {
+            (h.dev_major, h.dev_minor)
+        } else {
+            (0, 0)
+        },
     }
     .write(out);
     Ok(())
@@ -268,11 +285,18 @@ mod tests {
     #[test]
     fn ustar_split_and_pax_fallback() {
         let long = [b"d".repeat(120), b"/".to_vec(), b"f".repeat(50)].concat();
-        assert_eq!(split_ustar(&long).map(|(p, n)| (p.len(), n.len())), Some((120, 50)));
+        assert_eq!(
+            split_ustar(&long).map(|(p, n)| (p.len(), n.len())),
+            Some((120, 50))
+        );
         assert_eq!(split_ustar(&b"x".repeat(101)), None);
         let mut out = Vec::new();
         encode(&header(&b"x".repeat(300)), &mut out).unwrap();
-        assert_eq!(out.len(), 3 * BLOCK, "PAX header, its records, the ustar header");
+        assert_eq!(
+            out.len(),
+            3 * BLOCK,
+            "PAX header, its records, the ustar header"
+        );
         assert_eq!(out[156], b'x');
     }
 
@@ -295,6 +319,9 @@ mod tests {
         let mut out = Vec::new();
         encode(&h, &mut out).unwrap();
         let text = String::from_utf8_lossy(&out[BLOCK..2 * BLOCK]);
-        assert!(text.contains("mtime=-5\n") && text.contains("uid=1073741824\n"), "{text}");
+        assert!(
+            text.contains("mtime=-5\n") && text.contains("uid=1073741824\n"),
+            "{text}"
+        );
     }
 }

@@ -46,7 +46,13 @@ impl IpkMeta {
     /// The `control` file.
     fn control(&self) -> Result<String, ArchiveError> {
         let word = |field: &'static str, value: &str| -> Result<(), ArchiveError> {
-            let bad = |reason| Err(ArchiveError::Control { field, value: value.to_owned(), reason });
+            let bad = |reason| {
+                Err(ArchiveError::Control {
+                    field,
+                    value: value.to_owned(),
+                    reason,
+                })
+            };
             if value.is_empty() {
                 return bad("it is empty");
             }
@@ -54,7 +60,9 @@ impl IpkMeta {
                 return bad("it must not contain spaces or control characters");
             }
             if field == "Package" && value.contains('_') {
-                return bad("opkg package names cannot contain `_` (it separates name, version and architecture in file names)");
+                return bad(
+                    "opkg package names cannot contain `_` (it separates name, version and architecture in file names)",
+                );
             }
             Ok(())
         };
@@ -63,8 +71,16 @@ impl IpkMeta {
         word("Version", &self.version)?;
         word("Architecture", &self.architecture)?;
         word("Priority", priority)?;
-        if self.description.chars().any(|c| c.is_control() && c != '\n') {
-            return Err(ArchiveError::Control { field: "Description", value: self.description.clone(), reason: "it must not contain control characters" });
+        if self
+            .description
+            .chars()
+            .any(|c| c.is_control() && c != '\n')
+        {
+            return Err(ArchiveError::Control {
+                field: "Description",
+                value: self.description.clone(),
+                reason: "it must not contain control characters",
+            });
         }
         // A multi-line description continues on lines starting with a
         // space; an empty line is written as " .".
@@ -72,7 +88,11 @@ impl IpkMeta {
         let mut description = lines.next().unwrap_or("").trim().to_owned();
         for line in lines {
             let line = line.trim_end();
-            description.push_str(if line.trim().is_empty() { "\n ." } else { "\n " });
+            description.push_str(if line.trim().is_empty() {
+                "\n ."
+            } else {
+                "\n "
+            });
             description.push_str(line.trim_start());
         }
         if description.is_empty() {
@@ -86,9 +106,17 @@ impl IpkMeta {
 }
 
 /// Writes `bundle_dir` as an opkg package at `out`, atomically.
-pub fn write_ipk(bundle_dir: &Path, out: &Path, meta: &IpkMeta, opts: &ArchiveOptions<'_>) -> Result<ArchiveInfo, ArchiveError> {
+pub fn write_ipk(
+    bundle_dir: &Path,
+    out: &Path,
+    meta: &IpkMeta,
+    opts: &ArchiveOptions<'_>,
+) -> Result<ArchiveInfo, ArchiveError> {
     let control = meta.control()?;
-    let werr = |source| ArchiveError::Write { path: out.to_owned(), source };
+    let werr = |source| ArchiveError::Write {
+        path: out.to_owned(),
+        source,
+    };
     let epoch = opts.source_date_epoch.unwrap_or(0).max(0);
     let dest = AtomicFile::new(out, Some(bundle_dir))?;
     let parent = dest.path().parent().unwrap_or(Path::new("."));
@@ -96,8 +124,12 @@ pub fn write_ipk(bundle_dir: &Path, out: &Path, meta: &IpkMeta, opts: &ArchiveOp
     // data.tar.gz first, into an unnamed temporary file: its size goes in
     // the ar header.
     let data_file = tempfile::tempfile_in(parent).map_err(werr)?;
-    let data_opts = ArchiveOptions { compression: Compression::Gzip, ..opts.clone() };
-    let (mut data_file, data) = super::write_stream(bundle_dir, b"rootfs", &data_opts, data_file, out)?;
+    let data_opts = ArchiveOptions {
+        compression: Compression::Gzip,
+        ..opts.clone()
+    };
+    let (mut data_file, data) =
+        super::write_stream(bundle_dir, b"rootfs", &data_opts, data_file, out)?;
     data_file.rewind().map_err(werr)?;
 
     let control_gz = control_tar_gz(control.as_bytes(), epoch).map_err(werr)?;
@@ -105,13 +137,32 @@ pub fn write_ipk(bundle_dir: &Path, out: &Path, meta: &IpkMeta, opts: &ArchiveOp
     let file = dest.file().map_err(werr)?;
     let mut w = Hashing::new(std::io::BufWriter::new(file));
     w.write_all(b"!<arch>\n").map_err(werr)?;
-    ar_member(&mut w, "debian-binary", epoch, b"2.0\n".len() as u64, &mut &b"2.0\n"[..]).map_err(werr)?;
-    ar_member(&mut w, "control.tar.gz", epoch, control_gz.len() as u64, &mut &control_gz[..]).map_err(werr)?;
+    ar_member(
+        &mut w,
+        "debian-binary",
+        epoch,
+        b"2.0\n".len() as u64,
+        &mut &b"2.0\n"[..],
+    )
+    .map_err(werr)?;
+    ar_member(
+        &mut w,
+        "control.tar.gz",
+        epoch,
+        control_gz.len() as u64,
+        &mut &control_gz[..],
+    )
+    .map_err(werr)?;
     ar_member(&mut w, "data.tar.gz", epoch, data.size, &mut data_file).map_err(werr)?;
     let (sha256, size, buffered) = w.finish();
     buffered.into_inner().map_err(|e| werr(e.into_error()))?;
     dest.persist()?;
-    Ok(ArchiveInfo { path: out.to_owned(), size, sha256, ..data })
+    Ok(ArchiveInfo {
+        path: out.to_owned(),
+        size,
+        sha256,
+        ..data
+    })
 }
 
 /// `control.tar.gz`: the single file `control`, as BundleGen writes it.
@@ -132,20 +183,35 @@ fn control_tar_gz(control: &[u8], mtime: i64) -> std::io::Result<Vec<u8>> {
     };
     header::encode(&h, &mut tar).map_err(std::io::Error::other)?;
     tar.extend_from_slice(control);
-    tar.resize(tar.len() + header::padding(control.len() as u64) + 2 * header::BLOCK, 0);
+    tar.resize(
+        tar.len() + header::padding(control.len() as u64) + 2 * header::BLOCK,
+        0,
+    );
     let mut gz = pgzip::ParGzWriter::new(Vec::new(), 9, 1)?;
     gz.write_all(&tar)?;
     gz.finish()
 }
 
 /// One member of a common-format `ar` archive (names without the GNU `/`).
-fn ar_member<W: Write, R: Read>(w: &mut W, name: &str, mtime: i64, size: u64, data: &mut R) -> std::io::Result<()> {
-    let head = format!("{name:<16}{mtime:<12}{:<6}{:<6}{:<8o}{size:<10}`\n", 0, 0, 0o100644);
+fn ar_member<W: Write, R: Read>(
+    w: &mut W,
+    name: &str,
+    mtime: i64,
+    size: u64,
+    data: &mut R,
+) -> std::io::Result<()> {
+    let head = format!(
+        "{name:<16}{mtime:<12}{:<6}{:<6}{:<8o}{size:<10}`\n",
+        0, 0, 0o100644
+    );
     debug_assert_eq!(head.len(), 60);
     w.write_all(head.as_bytes())?;
     let copied = std::io::copy(&mut Read::take(&mut *data, size), w)?;
     if copied != size {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{name} is shorter than its {size} bytes")));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{name} is shorter than its {size} bytes"),
+        ));
     }
     if size % 2 == 1 {
         w.write_all(b"\n")?;
@@ -180,7 +246,13 @@ mod tests {
     fn control_rejects_injection() {
         let mut m = meta();
         m.version = "1.0\nDepends: evil".into();
-        assert!(matches!(m.control(), Err(ArchiveError::Control { field: "Version", .. })));
+        assert!(matches!(
+            m.control(),
+            Err(ArchiveError::Control {
+                field: "Version",
+                ..
+            })
+        ));
         let mut m = meta();
         m.package = "my_app".into();
         assert!(m.control().is_err());

@@ -133,7 +133,10 @@ impl<W: Write> ParGzWriter<W> {
     }
 
     fn receive_one(&mut self) -> io::Result<()> {
-        let done = self.rx.recv().map_err(|_| io::Error::other("a gzip worker thread died"))?;
+        let done = self
+            .rx
+            .recv()
+            .map_err(|_| io::Error::other("a gzip worker thread died"))?;
         let (out, crc) = done.result?;
         self.ready.insert(done.index, (out, crc));
         Ok(())
@@ -202,7 +205,9 @@ fn deflate_chunk(data: &[u8], dict: &[u8], level: u32) -> io::Result<(Vec<u8>, C
             out.reserve(out.capacity().max(4096));
         }
         let consumed = c.total_in() as usize;
-        let status = c.compress_vec(&data[consumed..], &mut out, FlushCompress::Sync).map_err(io::Error::other)?;
+        let status = c
+            .compress_vec(&data[consumed..], &mut out, FlushCompress::Sync)
+            .map_err(io::Error::other)?;
         // Done once all input is in and the flush left spare room.
         if c.total_in() as usize == data.len() && out.len() < out.capacity() {
             break;
@@ -225,7 +230,11 @@ mod tests {
         (0..len)
             .map(|i| {
                 x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                if i % 7 == 0 { (x >> 24) as u8 } else { b"bundlegen "[i % 10] }
+                if i % 7 == 0 {
+                    (x >> 24) as u8
+                } else {
+                    b"bundlegen "[i % 10]
+                }
             })
             .collect()
     }
@@ -246,7 +255,9 @@ mod tests {
             assert_eq!(gz(&data, 2, 100_000), one, "len {len}");
             assert_eq!(gz(&data, 4, 7), one, "len {len}");
             let mut back = Vec::new();
-            flate2::read::GzDecoder::new(&one[..]).read_to_end(&mut back).unwrap();
+            flate2::read::GzDecoder::new(&one[..])
+                .read_to_end(&mut back)
+                .unwrap();
             assert_eq!(back, data, "len {len}");
         }
     }

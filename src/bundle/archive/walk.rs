@@ -46,15 +46,24 @@ impl Drop for Restore {
     }
 }
 
-pub fn collect(src: &Source<'_>, opts: &ArchiveOptions<'_>) -> Result<(Vec<Entry>, Restore), ArchiveError> {
+pub fn collect(
+    src: &Source<'_>,
+    opts: &ArchiveOptions<'_>,
+) -> Result<(Vec<Entry>, Restore), ArchiveError> {
     let read_err = |op: &'static str, rel: &[u8]| {
         let path = src.dir.join(bytes_path(rel));
         move |source: io::Error| ArchiveError::Read { op, path, source }
     };
-    let root = open_dir(libc::AT_FDCWD, &cstr(src.dir.as_os_str().as_encoded_bytes()).map_err(read_err("open", b""))?)
-        .map_err(read_err("open the directory", b""))?;
+    let root = open_dir(
+        libc::AT_FDCWD,
+        &cstr(src.dir.as_os_str().as_encoded_bytes()).map_err(read_err("open", b""))?,
+    )
+    .map_err(read_err("open the directory", b""))?;
     let restore_root = unsafe { OwnedFd::from_raw_fd(libc::dup(root.as_raw_fd())) };
-    let mut restore = Restore { root: restore_root, dirs: Vec::new() };
+    let mut restore = Restore {
+        root: restore_root,
+        dirs: Vec::new(),
+    };
     let mut entries = Vec::new();
     // (directory fd, its path relative to the archived dir)
     let mut stack: Vec<(OwnedFd, Vec<u8>)> = vec![(root, Vec::new())];
@@ -62,20 +71,33 @@ pub fn collect(src: &Source<'_>, opts: &ArchiveOptions<'_>) -> Result<(Vec<Entry
         let names = list(dir.as_raw_fd()).map_err(read_err("list", &rel))?;
         for name in names {
             let child = join(&rel, name.to_bytes());
-            let st = rootfs::lstat_at(dir.as_raw_fd(), &name).map_err(read_err("inspect", &child))?;
+            let st =
+                rootfs::lstat_at(dir.as_raw_fd(), &name).map_err(read_err("inspect", &child))?;
             let header = describe(src, opts, dir.as_raw_fd(), &name, &child, &st)?;
             let is_dir = header.kind == Kind::Dir;
             let source = (header.kind == Kind::File && header.size > 0).then(|| child.clone());
-            entries.push((Entry { header, source }, (st.st_dev, st.st_ino, st.st_nlink)));
+            entries.push((
+                Entry { header, source },
+                (st.st_dev, st.st_ino, st.st_nlink),
+            ));
             if is_dir {
                 let fd = match open_dir(dir.as_raw_fd(), &name) {
                     Err(e) if e.raw_os_error() == Some(libc::EACCES) && !src.privileged => {
                         // Not root: a mode-0000 directory must be made
                         // searchable to be read; its mode is put back.
                         let c = cstr(&child).map_err(read_err("open", &child))?;
-                        let rc = unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), (st.st_mode & 0o7777) | 0o700, 0) };
+                        let rc = unsafe {
+                            libc::fchmodat(
+                                dir.as_raw_fd(),
+                                name.as_ptr(),
+                                (st.st_mode & 0o7777) | 0o700,
+                                0,
+                            )
+                        };
                         if rc != 0 {
-                            return Err(read_err("make readable", &child)(io::Error::last_os_error()));
+                            return Err(read_err("make readable", &child)(
+                                io::Error::last_os_error(),
+                            ));
                         }
                         restore.dirs.push((c, st.st_mode & 0o7777));
                         open_dir(dir.as_raw_fd(), &name)
@@ -112,7 +134,14 @@ pub fn collect(src: &Source<'_>, opts: &ArchiveOptions<'_>) -> Result<(Vec<Entry
     Ok((out, restore))
 }
 
-fn describe(src: &Source<'_>, opts: &ArchiveOptions<'_>, dir: RawFd, name: &CStr, rel: &[u8], st: &libc::stat) -> Result<Header, ArchiveError> {
+fn describe(
+    src: &Source<'_>,
+    opts: &ArchiveOptions<'_>,
+    dir: RawFd,
+    name: &CStr,
+    rel: &[u8],
+    st: &libc::stat,
+) -> Result<Header, ArchiveError> {
     let path = || src.dir.join(bytes_path(rel));
     let recorded = recorded_for(opts.recorded, src.recorded_under, rel);
     let fmt = st.st_mode & libc::S_IFMT;
@@ -124,11 +153,18 @@ fn describe(src: &Source<'_>, opts: &ArchiveOptions<'_>, dir: RawFd, name: &CStr
         libc::S_IFBLK => Kind::Block,
         libc::S_IFIFO => Kind::Fifo,
         _ => {
-            return Err(ArchiveError::Unsupported { path: path(), what: "a socket (sockets cannot be archived; remove it from the bundle)" });
+            return Err(ArchiveError::Unsupported {
+                path: path(),
+                what: "a socket (sockets cannot be archived; remove it from the bundle)",
+            });
         }
     };
     let mut mode = st.st_mode & 0o7777;
-    let mut size = if kind == Kind::File { st.st_size as u64 } else { 0 };
+    let mut size = if kind == Kind::File {
+        st.st_size as u64
+    } else {
+        0
+    };
     let (mut dev_major, mut dev_minor) = if matches!(kind, Kind::Char | Kind::Block) {
         (libc::major(st.st_rdev), libc::minor(st.st_rdev))
     } else {
@@ -143,23 +179,40 @@ fn describe(src: &Source<'_>, opts: &ArchiveOptions<'_>, dir: RawFd, name: &CStr
         (false, Some(r)) => (r.uid, r.gid),
         (false, None) => (0, 0),
     };
-    if let Some(r) = recorded {
-        if let (Kind::File, Some((t, major, minor, m))) = (kind, r.device) {
-            kind = if t == 'b' { Kind::Block } else { Kind::Char };
-            mode = m & 0o7777;
-            size = 0;
-            dev_major = major;
-            dev_minor = minor;
-        }
+    if let Some(r) = recorded
+        && let (Kind::File, Some((t, major, minor, m))) = (kind, r.device)
+    {
+        kind = if t == 'b' { Kind::Block } else { Kind::Char };
+        mode = m & 0o7777;
+        size = 0;
+        dev_major = major;
+        dev_minor = minor;
     }
-    let link = if kind == Kind::Symlink { rootfs::read_link_at(dir, name).map_err(|source| ArchiveError::Read { op: "read the symlink", path: path(), source })? } else { Vec::new() };
+    let link = if kind == Kind::Symlink {
+        rootfs::read_link_at(dir, name).map_err(|source| ArchiveError::Read {
+            op: "read the symlink",
+            path: path(),
+            source,
+        })?
+    } else {
+        Vec::new()
+    };
     let mut xattrs = if matches!(kind, Kind::File | Kind::Dir) {
-        read_xattrs(dir, name, kind == Kind::Dir).map_err(|source| ArchiveError::Read { op: "read the xattrs of", path: path(), source })?
+        read_xattrs(dir, name, kind == Kind::Dir).map_err(|source| ArchiveError::Read {
+            op: "read the xattrs of",
+            path: path(),
+            source,
+        })?
     } else {
         BTreeMap::new()
     };
     if let Some(r) = recorded {
-        xattrs.extend(r.xattrs.iter().filter(|(k, _)| keep_xattr(k)).map(|(k, v)| (k.clone(), v.clone())));
+        xattrs.extend(
+            r.xattrs
+                .iter()
+                .filter(|(k, _)| keep_xattr(k))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
     }
     if let Some(mask) = opts.file_mask {
         mode = (mode & 0o7000) | (mode & 0o777 & mask);
@@ -171,18 +224,33 @@ fn describe(src: &Source<'_>, opts: &ArchiveOptions<'_>, dir: RawFd, name: &CStr
     if let Some(epoch) = opts.source_date_epoch {
         mtime = mtime.min(epoch);
     }
-    Ok(Header { path: rel.to_vec(), kind, mode, uid, gid, mtime, size, link, dev_major, dev_minor, xattrs })
+    Ok(Header {
+        path: rel.to_vec(),
+        kind,
+        mode,
+        uid,
+        gid,
+        mtime,
+        size,
+        link,
+        dev_major,
+        dev_minor,
+        xattrs,
+    })
 }
 
-fn recorded_for<'m>(map: &'m BTreeMap<PathBuf, RecordedMeta>, under: &[u8], rel: &[u8]) -> Option<&'m RecordedMeta> {
+fn recorded_for<'m>(
+    map: &'m BTreeMap<PathBuf, RecordedMeta>,
+    under: &[u8],
+    rel: &[u8],
+) -> Option<&'m RecordedMeta> {
     if map.is_empty() {
         return None;
     }
     let key = if under.is_empty() {
         rel
     } else {
-        let rest = rel.strip_prefix(under)?.strip_prefix(b"/")?;
-        rest
+        rel.strip_prefix(under)?.strip_prefix(b"/")?
     };
     map.get(bytes_path(key))
 }
@@ -199,32 +267,49 @@ fn keep_xattr(key: &str) -> bool {
 }
 
 fn read_xattrs(dir: RawFd, name: &CStr, is_dir: bool) -> io::Result<BTreeMap<String, Vec<u8>>> {
-    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | if is_dir { libc::O_DIRECTORY } else { 0 };
+    let flags = libc::O_RDONLY
+        | libc::O_NOFOLLOW
+        | libc::O_CLOEXEC
+        | libc::O_NONBLOCK
+        | if is_dir { libc::O_DIRECTORY } else { 0 };
     let fd = unsafe { libc::openat(dir, name.as_ptr(), flags) };
     if fd < 0 {
         let e = io::Error::last_os_error();
         // An unreadable file (not root): its xattrs are in the record.
-        return if e.raw_os_error() == Some(libc::EACCES) { Ok(BTreeMap::new()) } else { Err(e) };
+        return if e.raw_os_error() == Some(libc::EACCES) {
+            Ok(BTreeMap::new())
+        } else {
+            Err(e)
+        };
     }
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let names = match fxattr(|buf, len| unsafe { libc::flistxattr(fd.as_raw_fd(), buf.cast(), len) }) {
-        Ok(n) => n,
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP)) => return Ok(BTreeMap::new()),
-        Err(e) => return Err(e),
-    };
+    let names =
+        match fxattr(|buf, len| unsafe { libc::flistxattr(fd.as_raw_fd(), buf.cast(), len) }) {
+            Ok(n) => n,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP)) => return Ok(BTreeMap::new()),
+            Err(e) => return Err(e),
+        };
     let mut out = BTreeMap::new();
     for key in names.split(|&b| b == 0).filter(|k| !k.is_empty()) {
-        let Ok(k) = std::str::from_utf8(key) else { continue };
+        let Ok(k) = std::str::from_utf8(key) else {
+            continue;
+        };
         if !keep_xattr(k) {
             continue;
         }
         let ck = cstr(key)?;
-        match fxattr(|buf, len| unsafe { libc::fgetxattr(fd.as_raw_fd(), ck.as_ptr(), buf.cast(), len) }) {
+        match fxattr(|buf, len| unsafe {
+            libc::fgetxattr(fd.as_raw_fd(), ck.as_ptr(), buf.cast(), len)
+        }) {
             Ok(v) => {
                 out.insert(k.to_owned(), v);
             }
             // Removed meanwhile, or not readable by us.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::EPERM | libc::EACCES)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENODATA | libc::EPERM | libc::EACCES)
+                ) => {}
             Err(e) => return Err(e),
         }
     }
@@ -255,7 +340,13 @@ fn fxattr(mut f: impl FnMut(*mut u8, usize) -> isize) -> io::Result<Vec<u8>> {
 }
 
 fn open_dir(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
-    let fd = unsafe { libc::openat(dir, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -265,7 +356,13 @@ fn open_dir(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
 /// Names in an open directory, without `.` and `..` (order irrelevant:
 /// entries are sorted afterwards).
 fn list(dir: RawFd) -> io::Result<Vec<CString>> {
-    let fd = unsafe { libc::openat(dir, c".".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::openat(
+            dir,
+            c".".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -317,8 +414,17 @@ mod tests {
     #[test]
     fn recorded_lookup_strips_the_prefix() {
         let mut m = BTreeMap::new();
-        m.insert(PathBuf::from("usr/bin/x"), RecordedMeta { uid: 5, ..Default::default() });
-        assert_eq!(recorded_for(&m, b"rootfs", b"rootfs/usr/bin/x").map(|r| r.uid), Some(5));
+        m.insert(
+            PathBuf::from("usr/bin/x"),
+            RecordedMeta {
+                uid: 5,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            recorded_for(&m, b"rootfs", b"rootfs/usr/bin/x").map(|r| r.uid),
+            Some(5)
+        );
         assert!(recorded_for(&m, b"rootfs", b"rootfsx/usr/bin/x").is_none());
         assert!(recorded_for(&m, b"rootfs", b"usr/bin/x").is_none());
         assert_eq!(recorded_for(&m, b"", b"usr/bin/x").map(|r| r.uid), Some(5));
