@@ -8,6 +8,7 @@ pub use crate::bundle::archive::ArchiveError;
 pub use crate::bundle::config::ConfigError;
 pub use crate::bundle::ocidir::OciDirError;
 pub use crate::bundle::prep::PrepError;
+pub use crate::bundle::validate::ValidateError;
 pub use crate::compat::Incompatible;
 pub use crate::operator::OperatorError;
 pub use crate::image::ImageError;
@@ -53,6 +54,8 @@ pub enum Error {
     Archive(#[from] ArchiveError),
     #[error(transparent)]
     OciDir(#[from] OciDirError),
+    #[error(transparent)]
+    Validate(#[from] ValidateError),
     #[error("image {image} has no /appmetadata.json and no app metadata file was given\nhelp: pass one with -a FILE")]
     NoAppMetadata { image: String },
     #[error("cannot write {path}")]
@@ -86,6 +89,8 @@ impl Error {
             Error::Archive(ArchiveError::Level { .. } | ArchiveError::Control { .. } | ArchiveError::OutputInsideInput { .. }) => {
                 Category::BadInput
             }
+            Error::Validate(ValidateError::Read { .. }) => Category::Failed,
+            Error::Validate(_) => Category::BadInput,
             Error::Archive(_) | Error::OciDir(_) | Error::Output { .. } => Category::Failed,
         }
     }

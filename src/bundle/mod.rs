@@ -6,6 +6,7 @@ pub mod config;
 pub mod generate;
 pub mod ocidir;
 pub mod plugins;
+pub mod validate;
 pub mod prep;
 
 /// A device file bind-mounted read-only into the container in place of the

@@ -8,6 +8,7 @@ mod image_args;
 mod inspect;
 mod platform;
 mod unpack;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,10 @@ pub enum Command {
     /// runtime would
     #[command(after_help = EXIT_CODES)]
     Unpack(unpack::UnpackArgs),
+    /// Re-check an existing bundle: config.json against the Dobby or OCI
+    /// schema, and with -p its entrypoint and libraries against a platform
+    #[command(after_help = EXIT_CODES)]
+    Validate(validate::ValidateArgs),
     /// Show an image's platform, tags, layers and run configuration
     #[command(after_help = EXIT_CODES)]
     Inspect(inspect::InspectArgs),
@@ -105,6 +110,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Generate(args) => generate::run(*args, &console),
         Command::Unpack(args) => unpack::run(args, &console).map_err(Failure::from),
+        Command::Validate(args) => validate::run(args, &console),
         Command::Inspect(args) => inspect::run(args).map_err(Failure::from),
         Command::Platform(args) => platform::run(&args, &console),
         Command::Deps(args) => deps::run(&args, &console),

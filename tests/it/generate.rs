@@ -191,6 +191,8 @@ fn runc_runs_jq_with_glibc_from_the_device() {
         }
     }
     crate::config::validate("oci", &[out.join("config.json")]);
+    let checked = Command::new(bin()).args(["validate", "-p", "testhost", "-s"]).arg(plat).arg(&out).output().expect("run validate");
+    assert!(checked.status.success(), "validate: {}", String::from_utf8_lossy(&checked.stderr));
 
     // Last: runc creates the bind-mount destinations in the rootfs.
     let ran = runc(&out, "bundlegen-test-jq");
@@ -364,4 +366,20 @@ fn dobby_bundles_for_every_sample_on_every_template() {
     }
     assert!(configs.len() >= 10, "most pairs are compatible ({} were, {incompatible} were not)", configs.len());
     crate::config::validate("dobby", &configs);
+
+    // `bundlegen validate` agrees with Python's jsonschema, and catches a
+    // broken config.
+    for config in &configs {
+        let bundle = config.parent().expect("bundle dir");
+        let out = Command::new(bin()).arg("validate").arg(bundle).output().expect("run validate");
+        assert!(out.status.success(), "validate {}: {}", bundle.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("valid (dobby schema)"));
+    }
+    let broken = configs[0].parent().expect("bundle dir");
+    let mut config = read_json(&configs[0]);
+    config["process"]["args"] = json!("/usr/bin/app --flag");
+    fs::write(&configs[0], serde_json::to_vec(&config).expect("json")).expect("write");
+    let out = Command::new(bin()).arg("validate").arg(broken).output().expect("run validate");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/process/args"), "{}", String::from_utf8_lossy(&out.stderr));
 }
