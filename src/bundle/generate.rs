@@ -211,7 +211,7 @@ pub fn generate(
             let arch = platform.spec.arch.as_ref();
             let meta = archive::IpkMeta {
                 package: app.id.clone(),
-                version: app.version.clone().unwrap_or_else(|| "1.0".into()),
+                version: app.version.clone().unwrap_or_else(|| "1.0.0".into()),
                 architecture: archive::IpkMeta::architecture_of(
                     arch.and_then(|a| a.arch.as_deref()).unwrap_or("all"),
                     arch.and_then(|a| a.variant.as_deref()),
