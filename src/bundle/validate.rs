@@ -135,8 +135,10 @@ pub fn validate(bundle: &Path, platform: Option<&Platform>, diag: &dyn Diagnosti
     let bytes = std::fs::read(&path).map_err(|source| ValidateError::Read { path: path.clone(), source })?;
     let config: Value = serde_json::from_slice(&bytes).map_err(|source| ValidateError::Json { path: path.clone(), source })?;
     let schema = check_config(&path, &config)?;
+    // An absolute root.path is where the device keeps the rootfs (a
+    // loopback image, say); the bundle ships it as `rootfs/`.
     let root = config.pointer("/root/path").and_then(Value::as_str).unwrap_or("rootfs");
-    let rootfs = bundle.join(root);
+    let rootfs = if root.starts_with('/') { bundle.join("rootfs") } else { bundle.join(root) };
     if !rootfs.is_dir() {
         return Err(ValidateError::Bundle { path: rootfs, reason: "root.path is not a directory".into() }.into());
     }

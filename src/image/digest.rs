@@ -96,12 +96,65 @@ pub enum Mismatch {
     Digest { expected: Digest, actual: Digest },
 }
 
+/// Where a [`Verified`] reader's bytes are hashed.
+enum Hasher {
+    Inline(Sha256),
+    /// On a thread of its own, so that hashing a large layer runs beside
+    /// decompression instead of after it; chunks travel over a bounded
+    /// channel (at most 8 in flight).
+    Thread {
+        tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+        handle: Option<std::thread::JoinHandle<Sha256>>,
+    },
+}
+
+impl Hasher {
+    fn thread() -> Hasher {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+        let handle = std::thread::spawn(move || {
+            let mut h = Sha256::new();
+            for chunk in rx {
+                h.update(&chunk);
+            }
+            h
+        });
+        Hasher::Thread { tx: Some(tx), handle: Some(handle) }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Inline(h) => h.update(data),
+            Hasher::Thread { tx, .. } => {
+                // A send fails only if the thread is gone, which `digest`
+                // then reports as an empty digest mismatch.
+                if let Some(tx) = tx {
+                    let _ = tx.send(data.to_vec());
+                }
+            }
+        }
+    }
+
+    /// The digest of everything so far; for a thread, ends it.
+    fn digest(&mut self) -> Digest {
+        match self {
+            Hasher::Inline(h) => Digest::from_sha256(&h.clone().finalize()),
+            Hasher::Thread { tx, handle } => {
+                drop(tx.take());
+                let h = handle.take().and_then(|h| h.join().ok()).unwrap_or_default();
+                let d = Digest::from_sha256(&h.clone().finalize());
+                *self = Hasher::Inline(h);
+                d
+            }
+        }
+    }
+}
+
 /// A reader that hashes and counts what passes through it and, at end of
 /// stream, fails with [`Mismatch`] (as an `io::ErrorKind::InvalidData` error)
 /// when the size or digest differ from what was expected.
 pub struct Verified<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Hasher,
     read: u64,
     expected_size: Option<u64>,
     expected: Option<Digest>,
@@ -111,12 +164,20 @@ pub struct Verified<R> {
 impl<R: Read> Verified<R> {
     /// Verifies both size and digest.
     pub fn new(inner: R, expected: Digest, expected_size: u64) -> Self {
-        Verified { inner, hasher: Sha256::new(), read: 0, expected_size: Some(expected_size), expected: Some(expected), done: false }
+        Verified { inner, hasher: Hasher::Inline(Sha256::new()), read: 0, expected_size: Some(expected_size), expected: Some(expected), done: false }
     }
 
     /// Only hashes and counts; use [`Verified::finish`] to read the result.
     pub fn hashing(inner: R) -> Self {
-        Verified { inner, hasher: Sha256::new(), read: 0, expected_size: None, expected: None, done: false }
+        Verified { inner, hasher: Hasher::Inline(Sha256::new()), read: 0, expected_size: None, expected: None, done: false }
+    }
+
+    /// Hashes on a separate thread (for large streams read by a busy thread).
+    pub fn offloaded(mut self) -> Self {
+        if self.read == 0 {
+            self.hasher = Hasher::thread();
+        }
+        self
     }
 
     pub fn bytes_read(&self) -> u64 {
@@ -124,8 +185,8 @@ impl<R: Read> Verified<R> {
     }
 
     /// The digest of everything read so far.
-    pub fn finish(self) -> (Digest, u64) {
-        (Digest::from_sha256(&self.hasher.finalize()), self.read)
+    pub fn finish(mut self) -> (Digest, u64) {
+        (self.hasher.digest(), self.read)
     }
 
     fn check_end(&mut self) -> io::Result<()> {
@@ -139,7 +200,7 @@ impl<R: Read> Verified<R> {
             }
         }
         if let Some(expected) = &self.expected {
-            let actual = Digest::from_sha256(&self.hasher.clone().finalize());
+            let actual = self.hasher.digest();
             if &actual != expected {
                 return Err(invalid(Mismatch::Digest { expected: expected.clone(), actual }));
             }
@@ -207,8 +268,19 @@ mod tests {
         let err = Verified::new(&data[..], good.clone(), 5).read_to_end(&mut Vec::new()).unwrap_err();
         assert_eq!(mismatch_of(&err), Some(&Mismatch::TooLong { expected: 5 }));
 
-        let err = Verified::new(&b"hello worle"[..], good, 11).read_to_end(&mut Vec::new()).unwrap_err();
+        let err = Verified::new(&b"hello worle"[..], good.clone(), 11).read_to_end(&mut Vec::new()).unwrap_err();
         assert!(matches!(mismatch_of(&err), Some(Mismatch::Digest { .. })));
+
+        // The same on a hashing thread.
+        let mut out = Vec::new();
+        Verified::new(&data[..], good.clone(), 11).offloaded().read_to_end(&mut out).unwrap();
+        let err = Verified::new(&b"hello worle"[..], good, 11).offloaded().read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(matches!(mismatch_of(&err), Some(Mismatch::Digest { .. })));
+        let (d, n) = Verified::hashing(&data[..]).offloaded().finish();
+        assert_eq!((d, n), (Digest::from_sha256(&Sha256::digest(b"")), 0));
+        let mut v = Verified::hashing(&data[..]).offloaded();
+        v.read_to_end(&mut Vec::new()).unwrap();
+        assert_eq!(v.finish().0, Digest::of(data));
     }
 
     #[test]

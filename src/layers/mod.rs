@@ -364,7 +364,7 @@ fn read_layer(
     tx: &mut Batcher,
     totals: &mut Totals,
 ) -> Result<bool, FlattenError> {
-    let mut blob = source.blob(&layer.descriptor, "layer")?;
+    let mut blob = source.blob(&layer.descriptor, "layer")?.offloaded();
     let outcome = stream_layer(&mut blob, layer, id, options, diag, tx, totals);
     // Whatever happened, a blob that does not match its descriptor is the
     // first thing to report: read it to the end to find out.
@@ -401,7 +401,7 @@ fn stream_layer(
             ),
         ));
     }
-    let hashed = Verified::hashing(decoder);
+    let hashed = Verified::hashing(decoder).offloaded();
     let mut tar = TarReader::new(io::BufReader::with_capacity(CHUNK, hashed), limits.max_record);
     let tar_err = |e: TarError| match e {
         TarError::Io(source) => corrupt(id, found, source),
