@@ -236,7 +236,7 @@ impl AppMetadata {
         }
         network::warn_string_booleans(&path, &value, diag);
         let mut unknown = Vec::new();
-        let mut record = |p: serde_ignored::Path<'_>| unknown.push(key_path(&p));
+        let mut record = |p: serde_ignored::Path<'_>| unknown.push(crate::platform::parse::key_path(&p));
         let de = serde_ignored::Deserializer::new(&value, &mut record);
         let raw: Raw = serde_path_to_error::deserialize(de).map_err(|e| AppMetaError::Invalid {
             path: path.clone(),
@@ -393,25 +393,6 @@ pub fn check_id(id: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// `storage.temp[0].size` style path of an ignored key.
-pub(crate) fn key_path(p: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path as P;
-    match p {
-        P::Root => String::new(),
-        P::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
-        P::Map { parent, key } => {
-            let head = key_path(parent);
-            if head.is_empty() {
-                key.clone()
-            } else {
-                format!("{head}.{key}")
-            }
-        }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
-            key_path(parent)
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

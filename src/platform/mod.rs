@@ -21,7 +21,7 @@ pub mod appids;
 pub mod init;
 pub mod libs;
 pub mod model;
-mod parse;
+pub(crate) mod parse;
 
 use std::path::{Path, PathBuf};
 

@@ -59,7 +59,7 @@ pub(super) fn check_fragment(
 }
 
 /// `gpu.devs[0].access` style path of an ignored key.
-fn key_path(p: &serde_ignored::Path<'_>) -> String {
+pub(crate) fn key_path(p: &serde_ignored::Path<'_>) -> String {
     use serde_ignored::Path as P;
     match p {
         P::Root => String::new(),

@@ -68,7 +68,7 @@ pub fn collect(
     // (directory fd, its path relative to the archived dir)
     let mut stack: Vec<(OwnedFd, Vec<u8>)> = vec![(root, Vec::new())];
     while let Some((dir, rel)) = stack.pop() {
-        let names = list(dir.as_raw_fd()).map_err(read_err("list", &rel))?;
+        let names = crate::rootfs::list_at(dir.as_raw_fd(), c".").map_err(read_err("list", &rel))?;
         for name in names {
             let child = join(&rel, name.to_bytes());
             let st =
@@ -353,43 +353,6 @@ fn open_dir(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Names in an open directory, without `.` and `..` (order irrelevant:
-/// entries are sorted afterwards).
-fn list(dir: RawFd) -> io::Result<Vec<CString>> {
-    let fd = unsafe {
-        libc::openat(
-            dir,
-            c".".as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let stream = unsafe { libc::fdopendir(fd) };
-    if stream.is_null() {
-        let e = io::Error::last_os_error();
-        unsafe { libc::close(fd) };
-        return Err(e);
-    }
-    let mut names = Vec::new();
-    loop {
-        unsafe { *libc::__errno_location() = 0 };
-        let ent = unsafe { libc::readdir(stream) };
-        if ent.is_null() {
-            let errno = unsafe { *libc::__errno_location() };
-            unsafe { libc::closedir(stream) };
-            if errno != 0 {
-                return Err(io::Error::from_raw_os_error(errno));
-            }
-            return Ok(names);
-        }
-        let n = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) };
-        if n.to_bytes() != b"." && n.to_bytes() != b".." {
-            names.push(n.to_owned());
-        }
-    }
-}
 
 pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     if parent.is_empty() {
