@@ -59,6 +59,9 @@ pub struct Walker {
     created: Vec<Vec<u8>>,
 }
 
+/// Decides, from its physical in-root path, whether a symlink may be followed.
+pub type Refuse<'a> = &'a dyn Fn(&[u8]) -> bool;
+
 /// What a walk does with missing or non-directory components.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missing {
@@ -99,7 +102,7 @@ impl Walker {
     /// parts), following symlinks inside the root. A symlink whose physical
     /// in-root path `refuse` accepts is not followed: the walk fails with
     /// `ENOENT` there.
-    pub fn dir(&mut self, components: &[&[u8]], missing: Missing, refuse: Option<&dyn Fn(&[u8]) -> bool>) -> io::Result<Dir> {
+    pub fn dir(&mut self, components: &[&[u8]], missing: Missing, refuse: Option<Refuse<'_>>) -> io::Result<Dir> {
         // Reuse the cached prefix of real directories.
         let shared = self
             .cache

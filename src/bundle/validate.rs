@@ -105,11 +105,10 @@ pub fn check_config(path: &Path, config: &Value) -> Result<&'static str, Validat
         .iter_errors(config)
         .map(|e| format!("  {}: {}", if e.instance_path().as_str().is_empty() { "/" } else { e.instance_path().as_str() }, e))
         .collect();
-    if let Some(version) = config.get("ociVersion").and_then(Value::as_str) {
-        if version == "1.0.2-dev" || !version.starts_with("1.0") {
+    if let Some(version) = config.get("ociVersion").and_then(Value::as_str)
+        && (version == "1.0.2-dev" || !version.starts_with("1.0")) {
             problems.push(format!("  /ociVersion: {version:?}: Dobby and older crun need 1.0.2 or 1.0.2-dobby"));
         }
-    }
     if let Some(plugins) = config.get("rdkPlugins").and_then(Value::as_object) {
         for (name, plugin) in plugins {
             for dep in plugin.get("dependsOn").and_then(Value::as_array).into_iter().flatten() {

@@ -42,11 +42,10 @@ impl Diagnostics for Console {
 
     fn progress(&self, event: Progress) {
         let Some(slot) = &self.bar else {
-            if let Progress::Begin { step, .. } = event {
-                if !self.quiet {
+            if let Progress::Begin { step, .. } = event
+                && !self.quiet {
                     eprintln!("{step}");
                 }
-            }
             return;
         };
         let Ok(mut slot) = slot.lock() else { return };

@@ -189,16 +189,14 @@ pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
         threads: args.threads,
         flatten: args.flatten.options(),
     };
-    if !args.yes {
-        if let Some(out) = generate::archive_path(&args.outputdir, archive) {
-            if std::fs::symlink_metadata(&out).is_ok() {
+    if !args.yes
+        && let Some(out) = generate::archive_path(&args.outputdir, archive)
+            && std::fs::symlink_metadata(&out).is_ok() {
                 return Err(Failure::BadInput(anyhow::anyhow!(
                     "{} already exists\nhelp: pass -y to replace it",
                     out.display()
                 )));
             }
-        }
-    }
     let report = generate::generate(&source, &image, &args.outputdir, &opts, console).map_err(Failure::from)?;
     if let Some(path) = &args.report {
         let mut json = serde_json::to_vec_pretty(&report).context("cannot encode the report").map_err(Failure::Processing)?;

@@ -194,11 +194,10 @@ impl<R: Read> Verified<R> {
             return Ok(());
         }
         self.done = true;
-        if let Some(expected) = self.expected_size {
-            if self.read != expected {
+        if let Some(expected) = self.expected_size
+            && self.read != expected {
                 return Err(invalid(Mismatch::Size { expected, actual: self.read }));
             }
-        }
         if let Some(expected) = &self.expected {
             let actual = self.hasher.digest();
             if &actual != expected {
@@ -224,11 +223,10 @@ impl<R: Read> Read for Verified<R> {
             return Ok(0);
         }
         self.read += n as u64;
-        if let Some(expected) = self.expected_size {
-            if self.read > expected {
+        if let Some(expected) = self.expected_size
+            && self.read > expected {
                 return Err(invalid(Mismatch::TooLong { expected }));
             }
-        }
         self.hasher.update(&buf[..n]);
         Ok(n)
     }

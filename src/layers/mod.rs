@@ -370,11 +370,10 @@ fn read_layer(
     // first thing to report: read it to the end to find out.
     let drained = io::copy(&mut blob, &mut io::sink());
     totals.compressed += blob.bytes_read();
-    if let Err(e) = drained {
-        if mismatch_of(&e).is_some() || outcome.is_ok() {
+    if let Err(e) = drained
+        && (mismatch_of(&e).is_some() || outcome.is_ok()) {
             return Err(source.read_error(&layer.descriptor, &format!("layer {id}"), e).into());
         }
-    }
     outcome
 }
 
@@ -409,8 +408,7 @@ fn stream_layer(
     };
     let mut reported = 0u64;
     let layer_start = totals.uncompressed;
-    loop {
-        let Some(h) = tar.next().map_err(tar_err)? else { break };
+    while let Some(h) = tar.next_entry().map_err(tar_err)? {
         totals.entries += 1;
         if totals.entries > limits.max_entries {
             return Err(FlattenError::Limit {

@@ -111,7 +111,7 @@ impl<R: Read> TarReader<R> {
 
     /// Reads the next entry's header, skipping any unread data of the
     /// previous one.
-    pub fn next(&mut self) -> Result<Option<EntryHeader>, TarError> {
+    pub fn next_entry(&mut self) -> Result<Option<EntryHeader>, TarError> {
         if self.ended {
             return Ok(None);
         }
@@ -407,8 +407,8 @@ fn verify_checksum(block: &[u8; BLOCK]) -> Result<(), String> {
 /// Parses a numeric header field: NUL/space-terminated octal, or GNU
 /// base-256 when the top bit of the first byte is set.
 pub(crate) fn parse_number(field: &[u8]) -> Result<i64, String> {
-    if let Some(&first) = field.first() {
-        if first & 0x80 != 0 {
+    if let Some(&first) = field.first()
+        && first & 0x80 != 0 {
             // GNU base-256, two's complement (as Go's archive/tar reads it).
             let inv: u8 = if first & 0x40 != 0 { 0xff } else { 0 };
             let mut x: u64 = 0;
@@ -428,7 +428,6 @@ pub(crate) fn parse_number(field: &[u8]) -> Result<i64, String> {
             let v = x as i64;
             return Ok(if inv == 0xff { !v } else { v });
         }
-    }
     let text = field
         .iter()
         .copied()
@@ -538,14 +537,14 @@ mod tests {
     fn reads_files_and_data() {
         let data = archive(&[("a/", b'5', b""), ("a/f", b'0', b"hello")]);
         let mut r = TarReader::new(&data[..], 1 << 20);
-        let d = r.next().unwrap().unwrap();
+        let d = r.next_entry().unwrap().unwrap();
         assert_eq!((d.path.as_slice(), d.kind), (&b"a/"[..], Kind::Dir));
-        let f = r.next().unwrap().unwrap();
+        let f = r.next_entry().unwrap().unwrap();
         assert_eq!(f.size, 5);
         let mut buf = [0u8; 16];
         let n = r.read_data(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"hello");
-        assert!(r.next().unwrap().is_none());
+        assert!(r.next_entry().unwrap().is_none());
     }
 
     #[test]
@@ -559,9 +558,9 @@ mod tests {
         data.resize(data.len() + 509, 0);
         data.extend_from_slice(&archive(&[("g", b'0', b"next")]));
         let mut r = TarReader::new(&data[..], 1 << 20);
-        let f = r.next().unwrap().unwrap();
+        let f = r.next_entry().unwrap().unwrap();
         assert_eq!((f.path.as_slice(), f.size), (&b"f"[..], 3));
-        let g = r.next().unwrap().unwrap();
+        let g = r.next_entry().unwrap().unwrap();
         assert_eq!(g.path, b"g");
     }
 
@@ -569,28 +568,28 @@ mod tests {
     fn header_only_types_have_no_data() {
         let data = archive(&[("l", b'2', b""), ("x", b'0', b"")]);
         let mut r = TarReader::new(&data[..], 1 << 20);
-        assert_eq!(r.next().unwrap().unwrap().kind, Kind::Symlink);
-        assert_eq!(r.next().unwrap().unwrap().path, b"x");
+        assert_eq!(r.next_entry().unwrap().unwrap().kind, Kind::Symlink);
+        assert_eq!(r.next_entry().unwrap().unwrap().path, b"x");
     }
 
     #[test]
     fn bad_checksum_is_refused() {
         let mut data = archive(&[("f", b'0', b"")]);
         data[0] = b'g';
-        assert!(matches!(TarReader::new(&data[..], 1 << 20).next(), Err(TarError::Header { .. })));
+        assert!(matches!(TarReader::new(&data[..], 1 << 20).next_entry(), Err(TarError::Header { .. })));
     }
 
     #[test]
     fn oversized_pax_is_refused() {
         let p = pax(&[("comment", &"x".repeat(2000))]);
         let data = archive(&[("p", b'x', &p), ("f", b'0', b"")]);
-        assert!(matches!(TarReader::new(&data[..], 1024).next(), Err(TarError::RecordTooLarge { .. })));
+        assert!(matches!(TarReader::new(&data[..], 1024).next_entry(), Err(TarError::RecordTooLarge { .. })));
     }
 
     #[test]
     fn sparse_is_refused() {
         let data = archive(&[("s", b'S', b"")]);
-        assert!(matches!(TarReader::new(&data[..], 1 << 20).next(), Err(TarError::Unsupported { .. })));
+        assert!(matches!(TarReader::new(&data[..], 1 << 20).next_entry(), Err(TarError::Unsupported { .. })));
     }
 
     #[test]
