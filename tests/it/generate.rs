@@ -21,9 +21,11 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_bundlegen")
 }
 
-/// An app that needs libraries a Debian 12 machine usually lacks (libjq,
-/// libonig) and the glibc family it has.
-const JQ: PackageSet = PackageSet { name: "app-jq", packages: &["jq", "libjq1", "libonig5"] };
+/// An app whose executable needs libraries a Debian 12 machine rarely has
+/// (GSL's libgsl, libgslcblas) and the glibc family it has.
+const GSL: PackageSet = PackageSet { name: "app-gsl", packages: &["gsl-bin", "libgsl27", "libgslcblas0"] };
+/// `gsl-randist SEED N flat A B`: N uniform deviates, the same for a seed.
+const GSL_CMD: &[&str] = &["0", "2", "flat", "0", "1"];
 
 fn tools_present(tools: &[(&str, &str)]) -> bool {
     for (tool, arg) in tools {
@@ -142,16 +144,16 @@ fn host_has(soname: &str) -> bool {
 /// runc; the glibc family is bind-mounted from the machine and gone from
 /// the bundle, libraries the machine lacks stay in the bundle.
 #[test]
-fn runc_runs_jq_with_glibc_from_the_device() {
+fn runc_runs_gsl_with_glibc_from_the_device() {
     if !tools_present(&[("umoci", "--version"), ("runc", "--version")]) {
         return;
     }
     let t = tempfile::tempdir().expect("tempdir");
     let base = debian::tree(&debian::BASE, Arch::Amd64);
-    let app = debian::tree(&JQ, Arch::Amd64);
+    let app = debian::tree(&GSL, Arch::Amd64);
     let layout = t.path().join("image");
-    image_from_trees(&layout, &[&base, &app], &["/usr/bin/jq"], &["--version"]);
-    let meta = app_metadata(t.path(), "com.example.jq");
+    image_from_trees(&layout, &[&base, &app], &["/usr/bin/gsl-randist"], GSL_CMD);
+    let meta = app_metadata(t.path(), "com.example.gsl");
     let out = t.path().join("bundle");
     let report = t.path().join("report.json");
     let plat = host_platform();
@@ -165,7 +167,7 @@ fn runc_runs_jq_with_glibc_from_the_device() {
 
     let config = read_json(&out.join("config.json"));
     assert_eq!(config["ociVersion"], "1.0.2");
-    assert_eq!(config["process"]["args"], json!(["/usr/bin/jq", "--version"]));
+    assert_eq!(config["process"]["args"], json!(["/usr/bin/gsl-randist", "0", "2", "flat", "0", "1"]));
     let mounts = config["mounts"].as_array().expect("mounts");
     let libc_mount = mounts
         .iter()
@@ -181,7 +183,7 @@ fn runc_runs_jq_with_glibc_from_the_device() {
     }
     let report = read_json(&report);
     let decisions = report["libraries"]["decisions"].as_array().expect("decisions");
-    for soname in ["libjq.so.1", "libonig.so.5"] {
+    for soname in ["libgsl.so.27", "libgslcblas.so.0"] {
         let d = decisions.iter().find(|d| d["soname"] == soname).unwrap_or_else(|| panic!("no decision for {soname}"));
         if host_has(soname) {
             assert_eq!(d["action"], "from-device", "{soname}: {d}");
@@ -195,10 +197,11 @@ fn runc_runs_jq_with_glibc_from_the_device() {
     assert!(checked.status.success(), "validate: {}", String::from_utf8_lossy(&checked.stderr));
 
     // Last: runc creates the bind-mount destinations in the rootfs.
-    let ran = runc(&out, "bundlegen-test-jq");
+    let ran = runc(&out, "bundlegen-test-gsl");
     assert!(ran.status.success(), "runc failed:\n{}", String::from_utf8_lossy(&ran.stderr));
-    let version = String::from_utf8_lossy(&ran.stdout);
-    assert!(version.starts_with("jq-1.6"), "unexpected output: {version:?}");
+    let numbers: Vec<f64> = String::from_utf8_lossy(&ran.stdout).lines().map(|l| l.trim().parse().expect("a number per line")).collect();
+    assert_eq!(numbers.len(), 2, "two deviates");
+    assert!(numbers.iter().all(|n| (0.0..1.0).contains(n)), "uniform in [0, 1): {numbers:?}");
 }
 
 /// Issue 4, acceptance 3: a merged-usr layer over a traditional base, with
@@ -263,10 +266,10 @@ fn generate_is_deterministic_across_runs_and_threads() {
     }
     let t = tempfile::tempdir().expect("tempdir");
     let base = debian::tree(&debian::BASE, Arch::Amd64);
-    let app = debian::tree(&JQ, Arch::Amd64);
+    let app = debian::tree(&GSL, Arch::Amd64);
     let layout = t.path().join("image");
-    image_from_trees(&layout, &[&base, &app], &["/usr/bin/jq"], &["--version"]);
-    let meta = app_metadata(t.path(), "com.example.jq");
+    image_from_trees(&layout, &[&base, &app], &["/usr/bin/gsl-randist"], GSL_CMD);
+    let meta = app_metadata(t.path(), "com.example.gsl");
     let mut outputs = Vec::new();
     for (i, threads) in ["1", "2", "2", "1"].iter().enumerate() {
         let out = t.path().join(format!("bundle{i}"));
@@ -288,7 +291,7 @@ fn generate_is_deterministic_across_runs_and_threads() {
     // The archive is a valid gzip'd tar whose newest entry is SOURCE_DATE_EPOCH.
     let listing = run(Command::new("tar").args(["--full-time", "-tvzf"]).arg(t.path().join("bundle0.tar.gz")));
     let text = String::from_utf8_lossy(&listing.stdout);
-    assert!(text.contains("config.json") && text.contains("rootfs/usr/bin/jq"), "{text}");
+    assert!(text.contains("config.json") && text.contains("rootfs/usr/bin/gsl-randist"), "{text}");
     assert!(text.lines().all(|l| !l.contains(" 2024-") && !l.contains(" 2025-") && !l.contains(" 2026-")), "mtimes clamped:\n{text}");
 }
 
