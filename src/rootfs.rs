@@ -206,6 +206,59 @@ impl Walker {
     }
 }
 
+impl Walker {
+    /// Reads the regular file at `path` (in-root, `/`-separated), following
+    /// symlinks inside the root, also in the last component. `Ok(None)`
+    /// when nothing is there; an error when it is larger than `limit`.
+    pub fn read_file(&mut self, path: &[u8], limit: u64) -> io::Result<Option<Vec<u8>>> {
+        let mut comps: Vec<Vec<u8>> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).map(<[u8]>::to_vec).collect();
+        for _ in 0..MAX_SYMLINK_HOPS {
+            let Some(name) = comps.pop() else { return Ok(None) };
+            let parent: Vec<&[u8]> = comps.iter().map(Vec::as_slice).collect();
+            let dir = match self.dir(&parent, Missing::Fail, None) {
+                Ok(d) => d,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let cname = cstr(&name)?;
+            let st = match lstat_at(dir.raw(), &cname) {
+                Ok(st) => st,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if is_symlink(&st) {
+                let target = read_link_at(dir.raw(), &cname)?;
+                comps = if target.first() == Some(&b'/') { Vec::new() } else { dir.phys.clone() };
+                for c in target.split(|&b| b == b'/') {
+                    match c {
+                        b"" | b"." => {}
+                        b".." => {
+                            comps.pop();
+                        }
+                        c => comps.push(c.to_vec()),
+                    }
+                }
+                continue;
+            }
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+            }
+            let fd = unsafe { libc::openat(dir.raw(), cname.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(file, limit + 1), &mut bytes)?;
+            if bytes.len() as u64 > limit {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {limit} bytes")));
+            }
+            return Ok(Some(bytes));
+        }
+        Err(io::Error::from_raw_os_error(libc::ELOOP))
+    }
+}
+
 pub fn cstr(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains a NUL byte"))
 }
@@ -351,6 +404,24 @@ mod tests {
         let d = w.dir(&[b"esc"], Missing::Create, None).unwrap();
         assert_eq!(d.phys, vec![b"etc".to_vec()]);
         assert!(root.join("etc").is_dir());
+    }
+
+    #[test]
+    fn read_file_follows_symlinks_inside_the_root_only() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("usr/share")).unwrap();
+        std::fs::write(root.join("usr/share/passwd"), b"in-root").unwrap();
+        std::fs::write(t.path().join("passwd"), b"host").unwrap();
+        std::fs::create_dir(root.join("etc")).unwrap();
+        symlink("/usr/share/passwd", root.join("etc/passwd")).unwrap();
+        symlink("../../../passwd", root.join("etc/escape")).unwrap();
+        let mut w = Walker::new(&root).unwrap();
+        assert_eq!(w.read_file(b"etc/passwd", 100).unwrap().as_deref(), Some(&b"in-root"[..]));
+        // ../../../passwd clamps at the root: /passwd, which does not exist.
+        assert_eq!(w.read_file(b"etc/escape", 100).unwrap(), None);
+        assert!(w.read_file(b"etc/passwd", 3).is_err(), "over the limit");
+        assert!(w.read_file(b"etc", 100).is_err(), "a directory is not a file");
     }
 
     #[test]

@@ -32,6 +32,8 @@ use crate::staging::Staging;
 /// The app metadata file BundleGen reads from the image when `-a` is not
 /// given.
 const IMAGE_APPMETADATA: &str = "appmetadata.json";
+/// App metadata larger than this is refused.
+const MAX_APPMETADATA: u64 = 1 << 20;
 
 /// What to write besides the bundle directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,13 +267,11 @@ fn load_app(rootfs: &Path, image: &ResolvedImage, opts: &GenerateOptions<'_>, di
     let app = match opts.app_metadata {
         Some(path) => AppMetadata::load(path, opts.strict, diag)?,
         None => {
-            // Read through the in-root walker's rules: it must be a regular
-            // file, not a symlink out of the rootfs.
-            match std::fs::symlink_metadata(&in_image) {
-                Ok(m) if m.is_file() => {}
-                _ => return Err(Error::NoAppMetadata { image: image.name.clone() }),
-            }
-            let bytes = std::fs::read(&in_image).map_err(|source| Error::Output { path: in_image.clone(), source })?;
+            // Read inside the rootfs: a symlink there never reaches the host.
+            let bytes = crate::rootfs::Walker::new(rootfs)
+                .and_then(|mut w| w.read_file(IMAGE_APPMETADATA.as_bytes(), MAX_APPMETADATA))
+                .map_err(|source| crate::appmeta::AppMetaError::Read { path: in_image.clone(), source })?
+                .ok_or_else(|| Error::NoAppMetadata { image: image.name.clone() })?;
             let name = format!("{}:/{IMAGE_APPMETADATA}", image.name);
             AppMetadata::parse(&bytes, &name, opts.strict, diag)?
         }

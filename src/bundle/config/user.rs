@@ -9,8 +9,7 @@
 //! container's user is mapped to them one to one, unless the platform lists
 //! `uidMap`/`gidMap` itself.
 
-use std::io::{self, Read};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::io;
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -18,7 +17,7 @@ use serde_json::{Value, json};
 use super::{ConfigError, ConfigInputs, Mode};
 use crate::diag::{Diagnostics, Warning};
 use crate::platform::model::IdMap;
-use crate::rootfs::{self, Missing, Walker};
+use crate::rootfs::Walker;
 
 /// In-container ids of the process.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,67 +272,14 @@ pub(super) fn read_in_root(rootfs: &Path, rel: &str) -> Result<Option<String>, C
         path: rootfs.join(rel),
         source,
     };
-    let mut walker = Walker::new(rootfs).map_err(err)?;
-    let mut path: Vec<Vec<u8>> = rel
-        .split('/')
-        .filter(|c| !c.is_empty())
-        .map(|c| c.as_bytes().to_vec())
-        .collect();
-    for _ in 0..rootfs::MAX_SYMLINK_HOPS {
-        let Some(name) = path.pop() else {
-            return Ok(None);
-        };
-        let comps: Vec<&[u8]> = path.iter().map(Vec::as_slice).collect();
-        let dir = match walker.dir(&comps, Missing::Fail, None) {
-            Ok(d) => d,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                return Ok(None);
-            }
-            Err(e) => return Err(err(e)),
-        };
-        let cname = rootfs::cstr(&name).map_err(err)?;
-        let st = match rootfs::lstat_at(dir.raw(), &cname) {
-            Ok(st) => st,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
-            Err(e) => return Err(err(e)),
-        };
-        if rootfs::is_symlink(&st) {
-            let target = rootfs::read_link_at(dir.raw(), &cname).map_err(err)?;
-            let mut next = if target.first() == Some(&b'/') {
-                Vec::new()
-            } else {
-                dir.phys.clone()
-            };
-            for c in target.split(|&b| b == b'/') {
-                match c {
-                    b"" | b"." => {}
-                    b".." => {
-                        next.pop();
-                    }
-                    c => next.push(c.to_vec()),
-                }
-            }
-            path = next;
-            continue;
-        }
-        let fd = unsafe {
-            libc::openat(
-                dir.raw(),
-                cname.as_ptr(),
-                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(err(io::Error::last_os_error()));
-        }
-        // SAFETY: `fd` was just opened and is owned here.
-        let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(err)?;
-        return Ok(Some(text));
-    }
-    Err(err(io::Error::from_raw_os_error(libc::ELOOP)))
+    let bytes = Walker::new(rootfs)
+        .and_then(|mut w| w.read_file(rel.as_bytes(), MAX_ACCOUNT_FILE))
+        .map_err(err)?;
+    Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
 }
+
+/// `etc/passwd` and `etc/group` larger than this are refused.
+const MAX_ACCOUNT_FILE: u64 = 16 << 20;
 
 #[cfg(test)]
 mod tests {
