@@ -5,9 +5,14 @@
 //! never followed. Directory metadata is applied at the end, deepest first,
 //! so that writing children neither changes a directory's mtime afterwards
 //! nor fails on a read-only or mode-0000 directory.
+//!
+//! Memory does not grow with file sizes, and per entry only by fixed-size
+//! records: an 8-byte hash for each path of the current layer (for
+//! whiteouts) and a 40-byte record for each directory (its metadata, keyed
+//! by a 128-bit hash of its path, applied by one walk of the tree at the end).
 
 use std::collections::{BTreeMap, HashSet};
-use std::ffi::{CStr, OsString};
+use std::ffi::{CStr, CString, OsString};
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
@@ -49,10 +54,12 @@ pub(super) struct Applier<'a> {
     /// Apply ownership and create device nodes (root, or pseudo's fake root).
     privileged: bool,
     layer: LayerId,
-    /// Physical paths written by the current layer (128-bit hashes): a
+    /// Physical paths written by the current layer (64-bit hashes): a
     /// whiteout or opaque marker never removes what its own layer added.
-    layer_paths: HashSet<u128, FixedState>,
-    dir_meta: BTreeMap<PathBuf, DirMeta>,
+    layer_paths: HashSet<u64, FixedState>,
+    /// Directory metadata by [`dir_key`], in the order the entries came:
+    /// the last record of a path wins.
+    dir_meta: Vec<([u64; 2], DirMeta)>,
     pub recorded: BTreeMap<PathBuf, RecordedMeta>,
     pub stats: Stats,
     xattr_unsupported_warned: bool,
@@ -77,12 +84,21 @@ impl BuildHasher for FixedState {
     }
 }
 
-fn path_key(path: &[u8]) -> u128 {
+/// The key of a path in the current layer's set. A collision could only
+/// make a whiteout spare a lower path: at a million paths in a layer that is
+/// a one-in-10^13 chance per whiteout.
+fn path_key(path: &[u8]) -> u64 {
     let mut a = FixedState(0x5eed_0001).build_hasher();
     a.write(path);
+    a.finish()
+}
+
+/// The key of a directory's metadata: 128 bits, so that no two directories
+/// of any real tree share one.
+fn dir_key(path: &[u8]) -> [u64; 2] {
     let mut b = FixedState(0x5eed_0002).build_hasher();
     b.write(path);
-    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+    [path_key(path), b.finish()]
 }
 
 fn to_pathbuf(bytes: &[u8]) -> PathBuf {
@@ -115,7 +131,7 @@ impl<'a> Applier<'a> {
             privileged: !options.rootless && rootfs::geteuid_is_root(),
             layer: LayerId::default(),
             layer_paths: HashSet::with_hasher(FixedState(0)),
-            dir_meta: BTreeMap::new(),
+            dir_meta: Vec::new(),
             recorded: BTreeMap::new(),
             stats: Stats::default(),
             xattr_unsupported_warned: false,
@@ -218,9 +234,8 @@ impl<'a> Applier<'a> {
     /// (deterministic) and default metadata, unless a later entry says more.
     fn note_created_dirs(&mut self, h: &EntryHeader) {
         for p in self.walker.take_created() {
-            let p = to_pathbuf(&p);
-            self.recorded.remove(&p);
-            self.dir_meta.insert(p, DirMeta { mode: 0o755, uid: 0, gid: 0, mtime: clamp_mtime(h.mtime) });
+            self.dir_meta.push((dir_key(&p), DirMeta { mode: 0o755, uid: 0, gid: 0, mtime: clamp_mtime(h.mtime) }));
+            self.recorded.remove(&to_pathbuf(&p));
         }
     }
 
@@ -296,11 +311,24 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// Drops recorded metadata for `path` and everything below it.
+    /// Drops recorded ownership for `path` and everything below it.
+    /// (Directory metadata needs no forgetting: a directory made again at
+    /// the same path gets a newer record, and [`Applier::finish`] only
+    /// visits directories that exist.)
     fn forget(&mut self, path: &[u8]) {
-        let p = to_pathbuf(path);
-        for map in [&mut self.dir_meta as &mut dyn Forget, &mut self.recorded] {
-            map.forget(&p);
+        if self.recorded.is_empty() {
+            return;
+        }
+        let path = to_pathbuf(path);
+        self.recorded.remove(&path);
+        let below: Vec<PathBuf> = self
+            .recorded
+            .range::<std::path::Path, _>((std::ops::Bound::Excluded(path.as_path()), std::ops::Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(&path))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in below {
+            self.recorded.remove(&k);
         }
     }
 
@@ -336,7 +364,7 @@ impl<'a> Applier<'a> {
             self.set_xattrs(h, fd.as_raw_fd(), path)?;
         }
         let (uid, gid) = self.owner(h, path);
-        self.dir_meta.insert(to_pathbuf(path), DirMeta { mode: h.mode, uid, gid, mtime: clamp_mtime(h.mtime) });
+        self.dir_meta.push((dir_key(path), DirMeta { mode: h.mode, uid, gid, mtime: clamp_mtime(h.mtime) }));
         Ok(())
     }
 
@@ -573,48 +601,112 @@ impl<'a> Applier<'a> {
 
     /// Applies directory metadata, deepest first. Called once after the
     /// last layer.
+    ///
+    /// One walk over the directories of the tree (no symlink followed): each
+    /// gets the last metadata recorded for its path, after its children.
+    /// Memory: a directory stream of 4 KiB per level of depth.
     pub fn finish(&mut self) -> Result<(), FlattenError> {
-        let dirs = std::mem::take(&mut self.dir_meta);
-        for (path, meta) in dirs.iter().rev() {
-            let bytes = path.as_os_str().as_encoded_bytes();
-            let comps: Vec<&[u8]> = bytes.split(|&b| b == b'/').collect();
-            let Some((&name, parent)) = comps.split_last() else { continue };
-            let fail = |e: io::Error| FlattenError::Write {
-                layer: "(all)".into(),
-                entry: path.display().to_string(),
-                op: "set directory metadata".into(),
-                source: e,
-            };
-            let Ok(dir) = self.walker.dir_strict(parent) else { continue };
-            let cname = cstr(name).map_err(fail)?;
-            match lstat_at(dir.raw(), &cname) {
-                Ok(st) if rootfs::is_dir(&st) => {}
-                _ => continue,
+        let mut metas = std::mem::take(&mut self.dir_meta);
+        // Newest first, then a stable sort: the first of each key wins.
+        metas.reverse();
+        metas.sort_by_key(|(k, _)| *k);
+        metas.dedup_by_key(|(k, _)| *k);
+        metas.shrink_to_fit();
+
+        let fail = |path: &[u8], op: &str, e: io::Error| FlattenError::Write {
+            layer: "(all)".into(),
+            entry: if path.is_empty() { "/".into() } else { display(path) },
+            op: op.into(),
+            source: e,
+        };
+        let root = open_at(self.walker.root().raw(), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(|e| fail(b"", "open the root", e))?;
+        let mut path: Vec<u8> = Vec::new();
+        // Per level: the length of the directory's path and its stream.
+        let mut stack = vec![(0usize, DirStream::new(root))];
+        while let Some((len, stream)) = stack.last_mut() {
+            path.truncate(*len);
+            if let Some(name) = stream.next_dir().map_err(|e| fail(&path, "read the directory", e))? {
+                if !path.is_empty() {
+                    path.push(b'/');
+                }
+                path.extend_from_slice(name.to_bytes());
+                let fd = open_at(stream.fd.as_raw_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
+                    .map_err(|e| fail(&path, "open the directory", e))?;
+                stack.push((path.len(), DirStream::new(fd)));
+                continue;
             }
+            let Some((_, done)) = stack.pop() else { break };
+            if stack.is_empty() {
+                break; // The root's metadata is not taken from layers.
+            }
+            let Ok(i) = metas.binary_search_by_key(&dir_key(&path), |(k, _)| *k) else { continue };
+            let meta = metas[i].1;
+            let fd = done.fd.as_raw_fd();
             if self.privileged {
-                cvt(unsafe { libc::fchownat(dir.raw(), cname.as_ptr(), meta.uid, meta.gid, libc::AT_SYMLINK_NOFOLLOW) }).map_err(fail)?;
+                cvt(unsafe { libc::fchown(fd, meta.uid, meta.gid) }).map_err(|e| fail(&path, "set the owner of", e))?;
             }
-            cvt(unsafe { libc::fchmodat(dir.raw(), cname.as_ptr(), meta.mode, 0) }).map_err(fail)?;
-            set_times(dir.raw(), &cname, meta.mtime).map_err(fail)?;
+            cvt(unsafe { libc::fchmod(fd, meta.mode) }).map_err(|e| fail(&path, "set the mode of", e))?;
+            let t = timespecs(meta.mtime);
+            cvt(unsafe { libc::futimens(fd, t.as_ptr()) }).map_err(|e| fail(&path, "set the mtime of", e))?;
         }
         Ok(())
     }
 }
 
-trait Forget {
-    fn forget(&mut self, path: &std::path::Path);
+/// The subdirectories of an open directory, read with `getdents64` through
+/// a small buffer, so that a walk holds 4 KiB per level however wide the
+/// directories are.
+struct DirStream {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
 }
 
-impl<V> Forget for BTreeMap<PathBuf, V> {
-    fn forget(&mut self, path: &std::path::Path) {
-        self.remove(path);
-        let below: Vec<PathBuf> = self
-            .range::<std::path::Path, _>((std::ops::Bound::Excluded(path), std::ops::Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(path))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in below {
-            self.remove(&k);
+impl DirStream {
+    fn new(fd: OwnedFd) -> DirStream {
+        DirStream { fd, buf: vec![0; 4096], pos: 0, end: 0 }
+    }
+
+    /// The next subdirectory's name (never `.` or `..`; symlinks are not
+    /// directories here).
+    fn next_dir(&mut self) -> io::Result<Option<CString>> {
+        loop {
+            if self.pos >= self.end {
+                let n = unsafe { libc::syscall(libc::SYS_getdents64, self.fd.as_raw_fd(), self.buf.as_mut_ptr(), self.buf.len()) };
+                if n < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if n == 0 {
+                    return Ok(None);
+                }
+                self.pos = 0;
+                self.end = n as usize;
+            }
+            // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+            let rec = &self.buf[self.pos..self.end];
+            let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed getdents64 record");
+            if rec.len() < 20 {
+                return Err(bad());
+            }
+            let reclen = usize::from(u16::from_ne_bytes([rec[16], rec[17]]));
+            if reclen < 20 || reclen > rec.len() {
+                return Err(bad());
+            }
+            let dtype = rec[18];
+            let name = CStr::from_bytes_until_nul(&rec[19..reclen]).map_err(|_| bad())?;
+            self.pos += reclen;
+            if name.to_bytes() == b"." || name.to_bytes() == b".." {
+                continue;
+            }
+            let is_dir = match dtype {
+                libc::DT_DIR => true,
+                libc::DT_UNKNOWN => lstat_at(self.fd.as_raw_fd(), name).is_ok_and(|st| rootfs::is_dir(&st)),
+                _ => false,
+            };
+            if is_dir {
+                return Ok(Some(name.to_owned()));
+            }
         }
     }
 }

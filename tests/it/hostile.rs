@@ -2395,3 +2395,99 @@ fn merged_usr_whiteouts_under_new_symlink_do_not_follow_it() {
         "#,
     );
 }
+
+// ---------------------------------------------------------------------------
+// Directory metadata: recorded per path as entries arrive, applied by one
+// walk of the finished tree.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn dir_metadata_last_record_wins_and_recreated_dirs_get_defaults() {
+    let fx = Fx::new();
+    let img = fx.single(image([
+        Layer::gz([
+            Entry::dir("a/").with_mode(0o700).with_mtime(100),
+            Entry::dir("a/b/").with_mode(0o750).with_mtime(200),
+            Entry::file("a/b/f", "f"),
+            Entry::dir("ro/").with_mode(0o555).with_mtime(500),
+            Entry::file("ro/x", "x"),
+            Entry::dir("gone/").with_mode(0o711).with_mtime(600),
+        ]),
+        Layer::gz([
+            // A later layer restates `a`: its record wins.
+            Entry::dir("a/").with_mode(0o711).with_mtime(300),
+            // `b` goes, then comes back as the implicit parent of `g`: a
+            // new directory with default metadata and g's mtime.
+            Entry::whiteout("a/b"),
+            Entry::file("a/b/g", "g").with_mtime(400),
+            // Writing into a read-only directory of a lower layer.
+            Entry::file("ro/y", "y"),
+            // Replaced by a file: no directory metadata is left to apply.
+            Entry::file("gone", "now a file").with_mtime(700),
+        ]),
+    ]));
+    let tree = fx.ok(&[], &img);
+    assert_tree(
+        &fx,
+        &tree,
+        r#"
+        a dir 0711
+        a/b dir 0755
+        a/b/g file 0644 "g"
+        gone file 0644 "now a file"
+        ro dir 0555
+        ro/x file 0644 "x"
+        ro/y file 0644 "y"
+        "#,
+    );
+    let mtimes: Vec<(&str, i64)> = ["a", "a/b", "ro", "gone"].iter().map(|p| (*p, tree.node(p).mtime)).collect();
+    assert_eq!(mtimes, [("a", 300), ("a/b", 400), ("ro", 500), ("gone", 700)]);
+}
+
+#[test]
+fn a_tree_deeper_than_the_soft_open_file_limit() {
+    // 1,500 levels (a 3,000-byte path, under the default --max-path-len):
+    // the final metadata walk holds a descriptor per level, more than a
+    // soft limit of 1,024 allows; bundlegen raises it to the hard limit.
+    let fx = Fx::new();
+    let depth = 1500;
+    let mut entries = Vec::new();
+    let mut path = String::new();
+    for i in 0..depth {
+        path.push_str("d/");
+        let mode = if i % 2 == 0 { 0o750 } else { 0o705 };
+        // Names past 100 bytes go in a PAX `path` record, as real writers do.
+        entries.push(Entry::dir(&path).with_mode(mode).with_mtime(1000 + i as i64).with_pax("path", &path));
+    }
+    let bottom = format!("{path}bottom");
+    entries.push(Entry::file(&bottom, "deep").with_pax("path", &bottom));
+    let img = fx.single(image([Layer::gz(entries)]));
+    let rootfs = fx.rootfs();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bundlegen"));
+    cmd.args(["unpack", &img, rootfs.to_str().unwrap()]);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+            l.rlim_cur = 1024.min(l.rlim_max);
+            if l.rlim_max < 4096 {
+                l.rlim_max = 4096; // root may raise it; tests run as root in CI
+            }
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("run bundlegen");
+    assert!(out.status.success(), "stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    let mut dir = rootfs.clone();
+    for i in 0..depth {
+        dir.push("d");
+        let st = std::fs::symlink_metadata(&dir).unwrap();
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        assert_eq!(st.permissions().mode() & 0o7777, if i % 2 == 0 { 0o750 } else { 0o705 }, "level {i}");
+        assert_eq!(st.mtime(), 1000 + i as i64, "level {i}");
+    }
+    assert_eq!(std::fs::read_to_string(dir.join("bottom")).unwrap(), "deep");
+}
