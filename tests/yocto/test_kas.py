@@ -51,3 +51,16 @@ def test_testimage_file_runs_the_bundle_test():
     assert config["task"] == "testimage"
     assert "bundlegen" in config["local_conf_header"]["testimage"]
     assert (harness.REPO / "meta-bundlegen/lib/oeqa/runtime/cases/bundlegen.py").exists()
+
+
+# BitBake's branch for each release (the release notes' "Repositories /
+# Downloads" sections): kas must pair the layers' branch with its BitBake.
+BITBAKE_BRANCH = {"wrynose": "2.18", "whinlatter": "2.16"}
+
+
+def test_bitbake_branch_matches_the_release():
+    config = load(KAS / "qemux86-64.yml")
+    release = config["defaults"]["repos"]["branch"]
+    assert config["repos"]["bitbake"]["branch"] == BITBAKE_BRANCH[release]
+    compat = (harness.REPO / "conf" / "layer.conf").read_text()
+    assert release in compat.split("LAYERSERIES_COMPAT_bundlegen", 1)[1].splitlines()[0]
