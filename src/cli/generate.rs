@@ -201,7 +201,7 @@ pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
     if let Some(path) = &args.report {
         let mut json = serde_json::to_vec_pretty(&report).context("cannot encode the report").map_err(Failure::Processing)?;
         json.push(b'\n');
-        std::fs::write(path, json)
+        bundlegen::staging::StagedFile::write(path, &json)
             .with_context(|| format!("cannot write the report {}", path.display()))
             .map_err(Failure::Processing)?;
     }

@@ -124,10 +124,26 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Prints an error and its causes, each once.
+/// Prints an error and its causes, each once, and what to do about a full
+/// or read-only file system when the error does not say it already.
 fn report(e: &anyhow::Error) {
-    eprintln!("error: {e}");
+    let message = e.to_string();
+    eprintln!("error: {message}");
     for cause in e.chain().skip(1) {
         eprintln!("  caused by: {cause}");
+    }
+    if !message.contains("\nhelp: ")
+        && let Some(help) = e.chain().find_map(|c| c.downcast_ref::<std::io::Error>().and_then(io_help))
+    {
+        eprintln!("help: {help}");
+    }
+}
+
+/// Advice for the I/O failures a build machine runs into.
+fn io_help(e: &std::io::Error) -> Option<&'static str> {
+    match e.raw_os_error()? {
+        libc::ENOSPC | libc::EDQUOT => Some("the file system is full: free space on it, or write the output elsewhere"),
+        libc::EROFS => Some("the file system is read-only: write the output elsewhere"),
+        _ => None,
     }
 }

@@ -46,7 +46,7 @@ pub fn run(args: UnpackArgs, console: &Console) -> anyhow::Result<()> {
         match &args.metadata_out {
             Some(path) => {
                 let json = serde_json::to_vec_pretty(&done.recorded).context("cannot encode the recorded metadata")?;
-                std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+                bundlegen::staging::StagedFile::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
             }
             None => console.note(&format!(
                 "note: ownership, device nodes or xattrs of {} entries could not be applied (not root); use --metadata-out FILE to save them",
