@@ -167,7 +167,7 @@ pub fn generate(
     compat::check_platform(platform, image, &app_json, &diag)?;
 
     diag.progress(Progress::Begin { step: "analysing ELF files".into(), total: None, unit: Unit::Items });
-    let scan = elf::scan(&rootfs, &diag).map_err(|source| Error::Output { path: rootfs.clone(), source })?;
+    let scan = elf::scan(&rootfs, &diag).map_err(|source| Error::Scan { path: rootfs.clone(), source })?;
     diag.progress(Progress::End);
     let command = command_of(image);
     let matching = MatchOptions { graphics: app.graphics, ..opts.matching.clone() };

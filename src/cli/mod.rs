@@ -124,6 +124,23 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Adds the explanation when `output`'s directory no longer exists: it was
+/// removed while bundlegen was writing into it, which the I/O error alone
+/// (a missing file in a staging directory) does not make plain.
+fn explain_vanished(output: &std::path::Path, e: anyhow::Error) -> anyhow::Error {
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if std::fs::symlink_metadata(parent).is_ok() {
+        return e;
+    }
+    e.context(format!(
+        "the output directory {} was removed while bundlegen was writing into it\nhelp: make sure nothing else deletes it during the build",
+        parent.display()
+    ))
+}
+
 /// Prints an error and its causes, each once, and what to do about a full
 /// or read-only file system when the error does not say it already.
 fn report(e: &anyhow::Error) {
@@ -141,9 +158,10 @@ fn report(e: &anyhow::Error) {
 
 /// Advice for the I/O failures a build machine runs into.
 fn io_help(e: &std::io::Error) -> Option<&'static str> {
-    match e.raw_os_error()? {
-        libc::ENOSPC | libc::EDQUOT => Some("the file system is full: free space on it, or write the output elsewhere"),
-        libc::EROFS => Some("the file system is read-only: write the output elsewhere"),
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Some("the file system is full: free space on it, or write the output elsewhere"),
+        ErrorKind::ReadOnlyFilesystem => Some("the file system is read-only: write the output elsewhere"),
         _ => None,
     }
 }

@@ -30,7 +30,8 @@ pub fn run(args: UnpackArgs, console: &Console) -> anyhow::Result<()> {
     let started = Instant::now();
     let (source, image) = args.image.open(None)?;
     let options = args.flatten.options();
-    let done = layers::unpack(&source, &image, &args.rootfs, args.force, &options, console)?;
+    let done = layers::unpack(&source, &image, &args.rootfs, args.force, &options, console)
+        .map_err(|e| super::explain_vanished(&args.rootfs, e.into()))?;
     let s = &done.stats;
     console.note(&format!(
         "unpacked {} ({}, {} layers, {} entries, {} MiB) into {} in {:.2}s",

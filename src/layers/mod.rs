@@ -275,12 +275,7 @@ fn apply_stream(applier: &mut Applier<'_>, rx: &mpsc::Receiver<Vec<Msg>>) -> Res
             Msg::Data(chunk) => {
                 let Some((h, file, left)) = expect_data.as_mut() else { continue };
                 if let Some(pending) = file.as_mut() {
-                    pending.file.write_all(&chunk).map_err(|e| FlattenError::Write {
-                        layer: String::new(),
-                        entry: display_path(&h.path),
-                        op: "write its data".into(),
-                        source: e,
-                    })?;
+                    pending.file.write_all(&chunk).map_err(|e| applier.write_err(h, "write its data", e))?;
                 }
                 *left -= chunk.len() as u64;
                 if *left == 0 {
