@@ -232,10 +232,10 @@ impl StagedFile {
 /// Refuses an output `dest` that lies inside `input` or contains it (an
 /// image layout being read, a bundle being archived): writing there would
 /// change the input, and replacing it would destroy it. Paths are compared
-/// after resolving symlinks in the existing part of each; `input` that does
-/// not exist overlaps nothing.
+/// after resolving symlinks in the existing part of each (`input` need not
+/// exist yet: a bundle directory about to be written).
 pub fn refuse_overlap(dest: &Path, input: &Path, what: &'static str) -> Result<(), StagingError> {
-    let Ok(input_real) = input.canonicalize() else { return Ok(()) };
+    let input_real = resolve_existing(input);
     let (parent, name, _) = split(dest)?;
     let dest_real = resolve_existing(&parent).join(name);
     let relation = if dest_real.starts_with(&input_real) {

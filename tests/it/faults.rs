@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use crate::builder::{Compression, Entry, Image, Layer, Layout, RunConfig, Tar, sha256_hex};
 use crate::elfstub::{Machine, Stub};
 
-fn bin() -> &'static str {
+pub(crate) fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_bundlegen")
 }
 
@@ -38,7 +38,7 @@ fn bin() -> &'static str {
 // ---------------------------------------------------------------------------
 
 /// `len` bytes that do not compress (xorshift), different for each `seed`.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
@@ -52,14 +52,14 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// The base layer: a static x86-64 executable as the entrypoint.
-fn base_layer() -> Layer {
+pub(crate) fn base_layer() -> Layer {
     let app = Stub { e_type: 2, interp: None, soname: None, ..Stub::lib(Machine::X86_64, "") }.build();
     Layer::gz([Entry::dir("usr/"), Entry::dir("usr/bin/"), Entry::file("usr/bin/app", app).with_mode(0o755)])
 }
 
 /// An uncompressed layer of `files` (name, size) with random content, so
 /// that the blob is read as it is applied and the archive does not shrink.
-fn data_layer(files: &[(&str, usize)], seed: u64) -> Layer {
+pub(crate) fn data_layer(files: &[(&str, usize)], seed: u64) -> Layer {
     let mut entries = vec![Entry::dir("data/")];
     for (i, (name, size)) in files.iter().enumerate() {
         entries.push(Entry::file(&format!("data/{name}"), noise(*size, seed + i as u64)));
@@ -73,7 +73,7 @@ fn odd_entry(name: &str) -> Entry {
     Entry::raw(name.as_bytes(), b'Z')
 }
 
-fn store(layout_dir: &Path, layers: Vec<Layer>, working_dir: Option<&str>) -> Layout {
+pub(crate) fn store(layout_dir: &Path, layers: Vec<Layer>, working_dir: Option<&str>) -> Layout {
     let mut image = Image::new(layers);
     image.run = RunConfig {
         entrypoint: Some(vec!["/usr/bin/app".into()]),
@@ -85,7 +85,7 @@ fn store(layout_dir: &Path, layers: Vec<Layer>, working_dir: Option<&str>) -> La
 
 /// App metadata for the built-in `qemux86-64`; `extra` keys are merged in
 /// (an unknown key makes bundlegen warn when it reads the file).
-fn app_metadata(path: &Path, extra: Value) {
+pub(crate) fn app_metadata(path: &Path, extra: Value) {
     let mut app = json!({
         "id": "com.example.faults", "type": "application/vnd.rdk-app.dac.native", "graphics": false,
         "network": {"type": "open"}, "storage": {}, "resources": {"ram": "64M"}, "features": [], "mounts": []
@@ -97,22 +97,22 @@ fn app_metadata(path: &Path, extra: Value) {
 }
 
 /// One test's world: a layout, app metadata, and where the bundle goes.
-struct World {
+pub(crate) struct World {
     _dir: tempfile::TempDir,
-    root: PathBuf,
-    layout: PathBuf,
-    meta: PathBuf,
+    pub root: PathBuf,
+    pub layout: PathBuf,
+    pub meta: PathBuf,
     /// The output's parent, where staged entries appear.
-    parent: PathBuf,
-    out: PathBuf,
+    pub parent: PathBuf,
+    pub out: PathBuf,
 }
 
 impl World {
-    fn new(layers: Vec<Layer>) -> World {
+    pub(crate) fn new(layers: Vec<Layer>) -> World {
         World::with(layers, None, json!({}))
     }
 
-    fn with(layers: Vec<Layer>, working_dir: Option<&str>, meta_extra: Value) -> World {
+    pub(crate) fn with(layers: Vec<Layer>, working_dir: Option<&str>, meta_extra: Value) -> World {
         let dir = tempfile::Builder::new().prefix("bundlegen-faults-").tempdir().expect("tempdir");
         let root = dir.path().to_owned();
         let layout = root.join("image");
@@ -125,58 +125,63 @@ impl World {
         World { _dir: dir, root, layout, meta, parent, out }
     }
 
-    fn archive(&self) -> PathBuf {
+    pub(crate) fn archive(&self) -> PathBuf {
         self.parent.join("bundle.tar.gz")
     }
 
     /// `bundlegen -q generate -u -p qemux86-64 -a META oci:LAYOUT OUT ARGS`.
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         self.command_for(&self.layout, args)
     }
 
-    fn command_for(&self, layout: &Path, args: &[&str]) -> Command {
+    pub(crate) fn command_for(&self, layout: &Path, args: &[&str]) -> Command {
+        self.command_to(layout, &self.out, args)
+    }
+
+    /// `generate` with any image and output.
+    pub(crate) fn command_to(&self, layout: &Path, out: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin());
         cmd.args(["-q", "generate", "-u", "-p", "qemux86-64", "-a"])
             .arg(&self.meta)
             .args(args)
             .arg(format!("oci:{}", layout.display()))
-            .arg(&self.out)
+            .arg(out)
             .env("SOURCE_DATE_EPOCH", "1700000000")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         cmd
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run bundlegen")
     }
 
     /// A successful run, whose output later runs must leave intact.
-    fn previous(&self) -> Snapshot {
+    pub(crate) fn previous(&self) -> Snapshot {
         let done = self.run(&["-y"]);
         assert!(done.status.success(), "the first run must succeed:\n{}", String::from_utf8_lossy(&done.stderr));
         self.snapshot()
     }
 
-    fn snapshot(&self) -> Snapshot {
+    pub(crate) fn snapshot(&self) -> Snapshot {
         Snapshot::of(&[&self.out, &self.archive()])
     }
 
     /// Entries staged beside the output (`.bundle.bundlegen-XXXXXX`,
     /// `.bundle.tar.gz.bundlegen-XXXXXX`).
-    fn staged(&self) -> Vec<String> {
+    pub(crate) fn staged(&self) -> Vec<String> {
         staged_in(&self.parent)
     }
 
     /// Nothing under the final names, nothing staged.
-    fn assert_nothing_written(&self) {
+    pub(crate) fn assert_nothing_written(&self) {
         assert!(fs::symlink_metadata(&self.out).is_err(), "{} must not exist", self.out.display());
         assert!(fs::symlink_metadata(self.archive()).is_err(), "{} must not exist", self.archive().display());
         assert_eq!(self.staged(), Vec::<String>::new(), "staged entries left in {}", self.parent.display());
     }
 }
 
-fn staged_in(dir: &Path) -> Vec<String> {
+pub(crate) fn staged_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".bundlegen-")).collect())
         .unwrap_or_default();
@@ -187,10 +192,10 @@ fn staged_in(dir: &Path) -> Vec<String> {
 /// Every path under some roots with its type, mode, owner and content
 /// digest (or link target): equal snapshots mean byte-identical trees.
 #[derive(Debug, PartialEq, Eq)]
-struct Snapshot(BTreeMap<PathBuf, String>);
+pub(crate) struct Snapshot(BTreeMap<PathBuf, String>);
 
 impl Snapshot {
-    fn of(roots: &[&Path]) -> Snapshot {
+    pub(crate) fn of(roots: &[&Path]) -> Snapshot {
         let mut map = BTreeMap::new();
         for root in roots {
             walk(root, &mut map);
@@ -220,12 +225,12 @@ fn walk(path: &Path, map: &mut BTreeMap<PathBuf, String>) {
     }
 }
 
-fn stderr_of(o: &Output) -> String {
+pub(crate) fn stderr_of(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The exit code, and a message with every fragment in `needles`.
-fn assert_failed(status: ExitStatus, stderr: &str, code: i32, needles: &[&str]) {
+pub(crate) fn assert_failed(status: ExitStatus, stderr: &str, code: i32, needles: &[&str]) {
     assert_eq!(status.code(), Some(code), "exit code; stderr:\n{stderr}");
     assert!(stderr.starts_with("error: ") || stderr.contains("\nerror: "), "an error line:\n{stderr}");
     for n in needles {
@@ -325,17 +330,17 @@ fn assert_next_run_sweeps(w: &World, args: &[&str]) {
 // Mounts (root only)
 // ---------------------------------------------------------------------------
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
 /// Whether mount tests can run; under `CI` they must.
-fn can_mount() -> bool {
+pub(crate) fn can_mount() -> bool {
     is_root() || crate::debian::unavailable::<()>("mounting needs root").is_some()
 }
 
 /// A mount at `dir`, lazily unmounted when dropped.
-struct Mounted {
+pub(crate) struct Mounted {
     dir: PathBuf,
 }
 

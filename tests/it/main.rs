@@ -2,6 +2,7 @@
 
 mod archive;
 mod builder;
+mod cases_57_60;
 mod compat;
 mod config;
 mod debian;
