@@ -20,9 +20,13 @@ pub use console::Console;
 const EXIT_CODES: &str = "\
 Exit status:
   0  success
-  1  bad input: invalid or hostile image, platform, metadata or arguments
+  1  bad input: invalid or hostile image, platform, metadata or arguments, or
+     an output that exists, is a symlink or overlaps the image
   2  the app is not compatible with the platform
-  3  processing failed (I/O error, disk full, permissions)";
+  3  processing failed (I/O error, disk full, read-only or vanished output
+     directory, permissions)
+A failed run leaves no partial output and a previous one intact; the hidden
+.NAME.bundlegen-* entries of a killed run are removed by the next run.";
 
 #[derive(Debug, Parser)]
 #[command(name = "bundlegen", version, about = "Turn OCI images into device-specific OCI runtime bundles (Dobby, crun, runc) at build time", after_help = EXIT_CODES)]
