@@ -215,7 +215,9 @@ fn with_file(w: &World, flag: &str, name: &str, text: &str, extra: &[&str]) -> O
 fn case_59_malformed_metadata_names_file_key_and_form() {
     let w = World::new(vec![base_layer()]);
     let size_form = "a number of bytes with an optional unit K, M, G or T";
-    let cases: Vec<(&str, &str, String, Vec<&str>, &[&str])> = vec![
+    // (flag, file name, content, message fragments, extra arguments)
+    type Case<'a> = (&'a str, &'a str, String, Vec<&'a str>, &'a [&'a str]);
+    let cases: Vec<Case> = vec![
         ("-a", "app.json", "{\"id\": ".into(), vec!["app.json: not valid JSON", "line 1"], &[]),
         ("-a", "app.json", "[1, 2]".into(), vec!["app.json: the top level must be a JSON object"], &[]),
         ("-a", "app.json", app(json!({"colour": "blue"})).to_string(), vec!["app.json: colour: unknown key"], &["--strict"]),
@@ -275,7 +277,7 @@ fn case_59_broken_appmetadata_in_the_image_is_named() {
 fn dynamic_image(dir: &Path) {
     const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
     let app = Stub::exe(Machine::X86_64, LOADER).needs(&["libfoo.so.1"]).build();
-    let foo = Stub::lib(Machine::X86_64, "libfoo.so.1").build();
+    let libfoo = Stub::lib(Machine::X86_64, "libfoo.so.1").build();
     let loader = Stub::lib(Machine::X86_64, "ld-linux-x86-64.so.2").build();
     let mut image = Image::new([Layer::gz([
         Entry::dir("usr/"),
@@ -283,7 +285,7 @@ fn dynamic_image(dir: &Path) {
         Entry::dir("usr/lib/"),
         Entry::dir("lib64/"),
         Entry::file("usr/bin/app", app).with_mode(0o755),
-        Entry::file("usr/lib/libfoo.so.1", foo),
+        Entry::file("usr/lib/libfoo.so.1", libfoo),
         Entry::file(&LOADER[1..], loader).with_mode(0o755),
     ])]);
     image.run = RunConfig { entrypoint: Some(vec!["/usr/bin/app".into()]), ..RunConfig::default() };
@@ -329,7 +331,9 @@ fn case_60_relative_and_dotdot_device_paths_are_refused() {
     dynamic_image(&layout);
     let good_lib = lib_entry("/usr/lib/libfoo.so.1", &[]);
     let form = "is not an absolute path without `..` components";
-    let cases: Vec<(Value, Box<dyn Fn(&mut Value)>, &str, &str)> = vec![
+    // (_libs.json entries, template edit, key named, value quoted)
+    type Case = (Value, Box<dyn Fn(&mut Value)>, &'static str, &'static str);
+    let cases: Vec<Case> = vec![
         (json!([lib_entry("usr/lib/libfoo.so.1", &[])]), Box::new(|_| {}), "dev_libs.json: libs[0].name", "\"usr/lib/libfoo.so.1\""),
         (json!([lib_entry("/usr/lib/../../etc/libfoo.so.1", &[])]), Box::new(|_| {}), "dev_libs.json: libs[0].name", "/usr/lib/../../etc/libfoo.so.1"),
         (json!([lib_entry("/usr/lib/libfoo.so.1", &["libc.so.6"])]), Box::new(|_| {}), "dev_libs.json: libs[0].deps[0]", "\"libc.so.6\""),
