@@ -118,6 +118,7 @@ impl Staging {
         match fs::symlink_metadata(&self.dest) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::rename(&self.temp, &self.dest).map_err(|e| io_err("rename into place", &self.dest, e))?;
+                self.done = true;
             }
             Err(e) => return Err(io_err("inspect", &self.dest, e)),
             Ok(m) if m.file_type().is_symlink() => return Err(StagingError::Symlink { path: self.dest.clone() }),
@@ -129,8 +130,12 @@ impl Staging {
                     }
                     _ => io_err("rename into place", &self.dest, e),
                 })?;
+                self.done = true;
             }
             Ok(_) => {
+                // The previous result is locked before it moves to a staged
+                // name, so that no other run's sweep deletes it meanwhile.
+                let _previous = lock_path(&self.dest);
                 // Swap atomically, then delete the old result (now at temp).
                 if exchange(&self.temp, &self.dest).is_err() {
                     let mut old = self.temp.clone().into_os_string();
@@ -143,18 +148,11 @@ impl Staging {
                     }
                     fs::rename(&old, &self.temp).map_err(|e| io_err("clean up", &old, e))?;
                 }
+                self.done = true;
+                remove_tree(&self.temp).map_err(|e| io_err("remove the previous result at", &self.temp, e))?;
             }
         }
-        self.done = true;
-        // The previous result, if any, is now at the temporary name, without
-        // a lock: take one so that a concurrent run's sweep and this removal
-        // do not both delete it. A sweep that got there first finishes it.
-        match lock_path(&self.temp) {
-            Ok(Some(_lock)) => remove_tree(&self.temp).map_err(|e| io_err("remove the previous result at", &self.temp, e)),
-            Ok(None) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("remove the previous result at", &self.temp, e)),
-        }
+        Ok(())
     }
 }
 
