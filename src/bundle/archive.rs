@@ -537,9 +537,12 @@ pub(crate) struct AtomicFile {
 impl AtomicFile {
     /// `input`, when given, is a directory `dest` must not be inside.
     pub(crate) fn new(dest: &Path, input: Option<&Path>) -> Result<AtomicFile, ArchiveError> {
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
         if let Some(input) = input
-            && let (Some(p), Ok(i)) = (dest.parent(), input.canonicalize())
-            && let Ok(p) = (if p.as_os_str().is_empty() { Path::new(".") } else { p }).canonicalize()
+            && let (Ok(p), Ok(i)) = (parent.canonicalize(), input.canonicalize())
             && p.starts_with(&i)
         {
             return Err(ArchiveError::OutputInsideInput {
@@ -571,5 +574,8 @@ fn staging_error(dest: &Path, e: StagingError) -> ArchiveError {
         StagingError::Io { source, .. } => source,
         other => io::Error::other(other.to_string()),
     };
-    ArchiveError::Write { path: dest.to_owned(), source }
+    ArchiveError::Write {
+        path: dest.to_owned(),
+        source,
+    }
 }

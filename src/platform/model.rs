@@ -181,7 +181,8 @@ impl Mount {
     /// Whether the source is a path on the device (a bind mount) rather
     /// than a file system type such as `tmpfs` or `proc`.
     pub fn is_bind(&self) -> bool {
-        self.kind.as_deref() == Some("bind") || self.options.iter().any(|o| o == "bind" || o == "rbind")
+        self.kind.as_deref() == Some("bind")
+            || self.options.iter().any(|o| o == "bind" || o == "rbind")
     }
 
     /// The first path of the mount that is not an [`abs_path`]: the
@@ -199,7 +200,8 @@ impl Mount {
 
 /// The form every path a platform, app metadata or operator file names
 /// must have, quoted in errors.
-pub const ABS_PATH_FORM: &str = "an absolute path without `..` components, e.g. \"/usr/lib/libEGL.so.1\"";
+pub const ABS_PATH_FORM: &str =
+    "an absolute path without `..` components, e.g. \"/usr/lib/libEGL.so.1\"";
 
 /// Whether `p` is a path of [`ABS_PATH_FORM`]. Device paths are used as
 /// written (as mount sources, library paths, device nodes) and never looked

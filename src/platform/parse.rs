@@ -63,7 +63,11 @@ pub(super) fn check_fragment(
 /// and destinations, GPU libraries and devices, Dobby's files, storage and
 /// log directories, path mappings.
 fn check_paths(path: &Path, spec: &PlatformSpec) -> Result<(), PlatformError> {
-    let bad = |key: String, value: &str| PlatformError::BadPath { path: path.to_owned(), key, value: value.to_owned() };
+    let bad = |key: String, value: &str| PlatformError::BadPath {
+        path: path.to_owned(),
+        key,
+        value: value.to_owned(),
+    };
     let check = |key: &dyn Fn() -> String, value: Option<&String>| match value {
         Some(v) if !abs_path(v) => Err(bad(key(), v)),
         _ => Ok(()),
@@ -86,22 +90,45 @@ fn check_paths(path: &Path, spec: &PlatformSpec) -> Result<(), PlatformError> {
         for (i, dev) in gpu.devs.iter().flatten().enumerate() {
             check(&|| format!("gpu.devs[{i}].path"), Some(&dev.path))?;
         }
-        check(&|| "gpu.westeros.hostSocket".into(), gpu.westeros.as_ref().and_then(|w| w.host_socket.as_ref()))?;
+        check(
+            &|| "gpu.westeros.hostSocket".into(),
+            gpu.westeros.as_ref().and_then(|w| w.host_socket.as_ref()),
+        )?;
     }
     let persistent = spec.storage.as_ref().and_then(|s| s.persistent.as_ref());
-    check(&|| "storage.persistent.storageDir".into(), persistent.and_then(|p| p.storage_dir.as_ref()))?;
-    check(&|| "logging.logDir".into(), spec.logging.as_ref().and_then(|l| l.log_dir.as_ref()))?;
+    check(
+        &|| "storage.persistent.storageDir".into(),
+        persistent.and_then(|p| p.storage_dir.as_ref()),
+    )?;
+    check(
+        &|| "logging.logDir".into(),
+        spec.logging.as_ref().and_then(|l| l.log_dir.as_ref()),
+    )?;
     if let Some(d) = &spec.dobby {
         check(&|| "dobby.pluginDir".into(), d.plugin_dir.as_ref())?;
         check(&|| "dobby.dobbyInitPath".into(), d.dobby_init_path.as_ref())?;
-        check(&|| "dobby.hookLauncherExecutablePath".into(), d.hook_launcher_executable_path.as_ref())?;
-        check(&|| "dobby.hookLauncherParametersPath".into(), d.hook_launcher_parameters_path.as_ref())?;
+        check(
+            &|| "dobby.hookLauncherExecutablePath".into(),
+            d.hook_launcher_executable_path.as_ref(),
+        )?;
+        check(
+            &|| "dobby.hookLauncherParametersPath".into(),
+            d.hook_launcher_parameters_path.as_ref(),
+        )?;
         for (i, dep) in d.plugin_dependencies.iter().flatten().enumerate() {
             check(&|| format!("dobby.pluginDependencies[{i}]"), Some(dep))?;
         }
     }
-    check(&|| "minidump.destinationPath".into(), spec.minidump.as_ref().and_then(|m| m.destination_path.as_ref()))?;
-    check(&|| "oomcrash.path".into(), spec.oomcrash.as_ref().and_then(|o| o.path.as_ref()))?;
+    check(
+        &|| "minidump.destinationPath".into(),
+        spec.minidump
+            .as_ref()
+            .and_then(|m| m.destination_path.as_ref()),
+    )?;
+    check(
+        &|| "oomcrash.path".into(),
+        spec.oomcrash.as_ref().and_then(|o| o.path.as_ref()),
+    )?;
     for (from, to) in spec.path_mappings.iter().flatten() {
         check(&|| format!("pathMappings.{from}"), Some(from))?;
         check(&|| format!("pathMappings.{from}"), Some(to))?;

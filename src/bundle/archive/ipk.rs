@@ -20,7 +20,10 @@ use std::io::{Read, Seek, Write};
 use std::path::Path;
 
 use super::header::{self, Header, Kind};
-use super::{ArchiveError, ArchiveInfo, ArchiveOptions, AtomicFile, Compression, Hashing, StagedArchive, pgzip};
+use super::{
+    ArchiveError, ArchiveInfo, ArchiveOptions, AtomicFile, Compression, Hashing, StagedArchive,
+    pgzip,
+};
 
 /// The fields of the ipk `control` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
