@@ -362,7 +362,6 @@ impl AppMetadata {
     }
 }
 
-
 /// Checks an app id: it becomes a path component (storage, logs), a
 /// hostname and part of file names, so only a safe subset is allowed.
 pub fn check_id(id: &str) -> Result<(), &'static str> {

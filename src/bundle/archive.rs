@@ -239,11 +239,6 @@ pub struct StagedArchive {
 }
 
 impl StagedArchive {
-    /// What was written; `path` is the final name.
-    pub fn info(&self) -> &ArchiveInfo {
-        &self.info
-    }
-
     /// Renames the archive over its final name.
     pub fn persist(self) -> Result<ArchiveInfo, ArchiveError> {
         self.file.persist()?;
