@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::diag::{Diagnostics, Warning};
-use crate::platform::model::Mount;
+use crate::platform::model::{ABS_PATH_FORM, Mount, abs_path};
 use crate::size::Size;
 pub use network::{InterContainer, MulticastForwarding, Network, PortForwarding, PortRule};
 
@@ -332,14 +332,18 @@ impl AppMetadata {
         ];
         for (which, list) in lists {
             for (i, e) in list.iter().enumerate() {
-                if !is_abs_path(&e.path) {
+                if !abs_path(&e.path) {
                     return Err(bad(format!("storage.{which}[{i}].path"), &e.path));
                 }
             }
         }
         for (i, m) in self.mounts.iter().enumerate() {
-            if !is_abs_path(&m.destination) {
-                return Err(bad(format!("mounts[{i}].destination"), &m.destination));
+            if let Some((field, value)) = m.bad_path() {
+                return Err(AppMetaError::BadValue {
+                    path: self.source.clone(),
+                    key: format!("mounts[{i}].{field}"),
+                    message: format!("{value:?} is not {ABS_PATH_FORM}"),
+                });
             }
         }
         Ok(())
@@ -356,11 +360,6 @@ impl AppMetadata {
         self.id = id.to_owned();
         Ok(self)
     }
-}
-
-/// An absolute path with no `..` component.
-pub(crate) fn is_abs_path(p: &str) -> bool {
-    p.starts_with('/') && !p.split('/').any(|c| c == "..") && !p.contains('\0')
 }
 
 /// Checks an app id: it becomes a path component (storage, logs), a

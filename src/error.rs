@@ -64,6 +64,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read the ELF files under {path}")]
+    Scan {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -91,7 +97,7 @@ impl Error {
             }
             Error::Validate(ValidateError::Read { .. }) => Category::Failed,
             Error::Validate(_) => Category::BadInput,
-            Error::Archive(_) | Error::OciDir(_) | Error::Output { .. } => Category::Failed,
+            Error::Archive(_) | Error::OciDir(_) | Error::Output { .. } | Error::Scan { .. } => Category::Failed,
         }
     }
 }

@@ -169,10 +169,10 @@ impl Operator {
             }
         }
         for (i, m) in self.mounts.iter().enumerate() {
-            if !crate::appmeta::is_abs_path(&m.destination) {
+            if let Some((field, value)) = m.bad_path() {
                 return Err(bad(
-                    format!("mounts[{i}].destination"),
-                    format!("{:?} is not an absolute container path", m.destination),
+                    format!("mounts[{i}].{field}"),
+                    format!("{value:?} is not {}", crate::platform::model::ABS_PATH_FORM),
                 ));
             }
         }

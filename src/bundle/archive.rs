@@ -45,8 +45,9 @@ use sha2::{Digest as _, Sha256};
 use crate::image::Digest;
 use crate::layers::RecordedMeta;
 use crate::rootfs::{self, Missing, Walker, cstr};
+use crate::staging::{StagedFile, StagingError};
 
-pub use ipk::{IpkMeta, write_ipk};
+pub use ipk::{IpkMeta, stage_ipk, write_ipk};
 
 /// How the tar stream is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +217,33 @@ pub fn write_tar(
     out: &Path,
     opts: &ArchiveOptions<'_>,
 ) -> Result<ArchiveInfo, ArchiveError> {
-    write_dir(bundle_dir, b"rootfs", out, opts)
+    stage_tar(bundle_dir, out, opts)?.persist()
+}
+
+/// Writes the archive of [`write_tar`] to its temporary file only; it
+/// replaces `out` when [`StagedArchive::persist`] is called, and is removed
+/// if that never happens. This lets a caller put the bundle directory and
+/// its archive in place one right after the other, once both are complete.
+pub fn stage_tar(
+    bundle_dir: &Path,
+    out: &Path,
+    opts: &ArchiveOptions<'_>,
+) -> Result<StagedArchive, ArchiveError> {
+    stage_dir(bundle_dir, b"rootfs", out, opts)
+}
+
+/// A complete archive at its temporary name.
+pub struct StagedArchive {
+    file: AtomicFile,
+    info: ArchiveInfo,
+}
+
+impl StagedArchive {
+    /// Renames the archive over its final name.
+    pub fn persist(self) -> Result<ArchiveInfo, ArchiveError> {
+        self.file.persist()?;
+        Ok(self.info)
+    }
 }
 
 /// Archives `dir`, where `recorded_under` names the subtree `recorded`
@@ -227,6 +254,15 @@ pub(crate) fn write_dir(
     out: &Path,
     opts: &ArchiveOptions<'_>,
 ) -> Result<ArchiveInfo, ArchiveError> {
+    stage_dir(dir, recorded_under, out, opts)?.persist()
+}
+
+fn stage_dir(
+    dir: &Path,
+    recorded_under: &[u8],
+    out: &Path,
+    opts: &ArchiveOptions<'_>,
+) -> Result<StagedArchive, ArchiveError> {
     let temp = AtomicFile::new(out, Some(dir))?;
     let file = temp.file().map_err(|source| ArchiveError::Write {
         path: out.to_owned(),
@@ -235,8 +271,7 @@ pub(crate) fn write_dir(
     let (written, mut info) = write_stream(dir, recorded_under, opts, file, out)?;
     info.path = out.to_owned();
     drop(written);
-    temp.persist()?;
-    Ok(info)
+    Ok(StagedArchive { file: temp, info })
 }
 
 /// Streams the archive of `dir` into `w`; `out` names it in messages.
@@ -488,28 +523,18 @@ impl<W: Write> Write for Compressor<W> {
     }
 }
 
-/// A file written beside its final name and renamed over it when complete.
+/// The archive file, staged beside its final name (see
+/// [`crate::staging::StagedFile`]).
 pub(crate) struct AtomicFile {
-    temp: tempfile::NamedTempFile,
-    dest: PathBuf,
+    staged: StagedFile,
 }
 
 impl AtomicFile {
     /// `input`, when given, is a directory `dest` must not be inside.
     pub(crate) fn new(dest: &Path, input: Option<&Path>) -> Result<AtomicFile, ArchiveError> {
-        let werr = |source| ArchiveError::Write {
-            path: dest.to_owned(),
-            source,
-        };
-        let name = dest.file_name().ok_or_else(|| {
-            werr(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the path has no file name",
-            ))
-        })?;
         let parent = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
         };
         if let Some(input) = input
             && let (Ok(p), Ok(i)) = (parent.canonicalize(), input.canonicalize())
@@ -520,42 +545,32 @@ impl AtomicFile {
                 dir: input.to_owned(),
             });
         }
-        let mut prefix = std::ffi::OsString::from(".");
-        prefix.push(name);
-        prefix.push(".");
-        let temp = tempfile::Builder::new()
-            .prefix(&prefix)
-            .tempfile_in(&parent)
-            .map_err(werr)?;
-        Ok(AtomicFile {
-            temp,
-            dest: dest.to_owned(),
-        })
+        let staged = StagedFile::new(dest).map_err(|e| staging_error(dest, e))?;
+        Ok(AtomicFile { staged })
     }
 
     pub(crate) fn file(&self) -> io::Result<File> {
-        self.temp.as_file().try_clone()
+        self.staged.file().try_clone()
     }
 
     pub(crate) fn path(&self) -> &Path {
-        self.temp.path()
+        self.staged.path()
     }
 
     pub(crate) fn persist(self) -> Result<(), ArchiveError> {
-        let werr = |source| ArchiveError::Write {
-            path: self.dest.clone(),
-            source,
-        };
-        use std::os::unix::fs::PermissionsExt;
-        let f = self.temp.as_file();
-        f.set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(werr)?;
-        f.sync_all().map_err(werr)?;
-        let dest = self.dest.clone();
-        self.temp.persist(&dest).map_err(|e| ArchiveError::Write {
-            path: dest,
-            source: e.error,
-        })?;
-        Ok(())
+        let dest = self.staged.dest().to_owned();
+        self.staged.persist().map_err(|e| staging_error(&dest, e))
+    }
+}
+
+/// A staging failure as the archive's write error, keeping the I/O cause.
+fn staging_error(dest: &Path, e: StagingError) -> ArchiveError {
+    let source = match e {
+        StagingError::Io { source, .. } => source,
+        other => io::Error::other(other.to_string()),
+    };
+    ArchiveError::Write {
+        path: dest.to_owned(),
+        source,
     }
 }

@@ -27,7 +27,7 @@ use crate::layers::{self, FlattenOptions};
 use crate::libmatch::{self, MatchOptions};
 use crate::operator::Operator;
 use crate::platform::Platform;
-use crate::staging::Staging;
+use crate::staging::{self, Staging};
 
 /// The app metadata file BundleGen reads from the image when `-a` is not
 /// given.
@@ -151,6 +151,11 @@ pub fn generate(
     let diag = Tee::new(diag);
     let platform = opts.platform;
     compat::check_arch(platform, image, &diag)?;
+    staging::refuse_overlap(outputdir, &source.dir, "the image layout")?;
+    if let Some(dir) = opts.oci_output {
+        staging::refuse_overlap(dir, &source.dir, "the image layout")?;
+        staging::refuse_overlap(dir, outputdir, "the bundle directory")?;
+    }
 
     let staging = Staging::new(outputdir, opts.overwrite)?;
     let rootfs = staging.path().join("rootfs");
@@ -162,7 +167,7 @@ pub fn generate(
     compat::check_platform(platform, image, &app_json, &diag)?;
 
     diag.progress(Progress::Begin { step: "analysing ELF files".into(), total: None, unit: Unit::Items });
-    let scan = elf::scan(&rootfs, &diag).map_err(|source| Error::Output { path: rootfs.clone(), source })?;
+    let scan = elf::scan(&rootfs, &diag).map_err(|source| Error::Scan { path: rootfs.clone(), source })?;
     diag.progress(Progress::End);
     let command = command_of(image);
     let matching = MatchOptions { graphics: app.graphics, ..opts.matching.clone() };
@@ -204,11 +209,13 @@ pub fn generate(
     let config_path = staging.path().join("config.json");
     std::fs::write(&config_path, json).map_err(|source| Error::Output { path: config_path, source })?;
     let bundle_bytes = flattened.stats.bytes.saturating_sub(removed.bytes_removed);
-    staging.commit()?;
 
+    // The archive is written from the staging directory before anything is
+    // renamed, so a failure there (disk full) leaves the previous bundle
+    // and archive as they were; then both are renamed into place.
     let archive_opts = archive_options(platform, &built, &flattened.recorded, opts)?;
-    let archive = match (opts.archive, archive_path(outputdir, opts.archive)) {
-        (ArchiveKind::Tar(_), Some(out)) => Some(archive::write_tar(outputdir, &out, &archive_opts)?),
+    let staged_archive = match (opts.archive, archive_path(outputdir, opts.archive)) {
+        (ArchiveKind::Tar(_), Some(out)) => Some(archive::stage_tar(staging.path(), &out, &archive_opts)?),
         (ArchiveKind::Ipk, Some(out)) => {
             let arch = platform.spec.arch.as_ref();
             let meta = archive::IpkMeta {
@@ -221,10 +228,12 @@ pub fn generate(
                 description: app.description.clone().unwrap_or_else(|| app.id.clone()),
                 priority: app.priority.clone(),
             };
-            Some(archive::write_ipk(outputdir, &out, &meta, &archive_opts)?)
+            Some(archive::stage_ipk(staging.path(), &out, &meta, &archive_opts)?)
         }
         _ => None,
     };
+    staging.commit()?;
+    let archive = staged_archive.map(archive::StagedArchive::persist).transpose()?;
     let oci_output = match opts.oci_output {
         Some(dir) => {
             let tag = app.version.clone().unwrap_or_else(|| "latest".into());

@@ -197,11 +197,11 @@ pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
                     out.display()
                 )));
             }
-    let report = generate::generate(&source, &image, &args.outputdir, &opts, console).map_err(Failure::from)?;
+    let report = generate::generate(&source, &image, &args.outputdir, &opts, console).map_err(|e| vanished(&args.outputdir, e))?;
     if let Some(path) = &args.report {
         let mut json = serde_json::to_vec_pretty(&report).context("cannot encode the report").map_err(Failure::Processing)?;
         json.push(b'\n');
-        std::fs::write(path, json)
+        bundlegen::staging::StagedFile::write(path, &json)
             .with_context(|| format!("cannot write the report {}", path.display()))
             .map_err(Failure::Processing)?;
     }
@@ -219,6 +219,14 @@ pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
         started.elapsed().as_secs_f64()
     ));
     Ok(())
+}
+
+/// A failure, explained when the output's directory is gone.
+fn vanished(outputdir: &std::path::Path, e: bundlegen::error::Error) -> Failure {
+    match Failure::from(e) {
+        Failure::Processing(e) => Failure::Processing(super::explain_vanished(outputdir, e)),
+        other => other,
+    }
 }
 
 /// `SOURCE_DATE_EPOCH` as reproducible-builds.org defines it.

@@ -20,9 +20,13 @@ pub use console::Console;
 const EXIT_CODES: &str = "\
 Exit status:
   0  success
-  1  bad input: invalid or hostile image, platform, metadata or arguments
+  1  bad input: invalid or hostile image, platform, metadata or arguments, or
+     an output that exists, is a symlink or overlaps the image
   2  the app is not compatible with the platform
-  3  processing failed (I/O error, disk full, permissions)";
+  3  processing failed (I/O error, disk full, read-only or vanished output
+     directory, permissions)
+A failed run leaves no partial output and a previous one intact; the hidden
+.NAME.bundlegen-* entries of a killed run are removed by the next run.";
 
 #[derive(Debug, Parser)]
 #[command(name = "bundlegen", version, about = "Turn OCI images into device-specific OCI runtime bundles (Dobby, crun, runc) at build time", after_help = EXIT_CODES)]
@@ -124,10 +128,44 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Prints an error and its causes, each once.
+/// Adds the explanation when `output`'s directory no longer exists: it was
+/// removed while bundlegen was writing into it, which the I/O error alone
+/// (a missing file in a staging directory) does not make plain.
+fn explain_vanished(output: &std::path::Path, e: anyhow::Error) -> anyhow::Error {
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if std::fs::symlink_metadata(parent).is_ok() {
+        return e;
+    }
+    e.context(format!(
+        "the output directory {} was removed while bundlegen was writing into it\nhelp: make sure nothing else deletes it during the build",
+        parent.display()
+    ))
+}
+
+/// Prints an error and its causes, each once, and what to do about a full
+/// or read-only file system when the error does not say it already.
 fn report(e: &anyhow::Error) {
-    eprintln!("error: {e}");
+    let message = e.to_string();
+    eprintln!("error: {message}");
     for cause in e.chain().skip(1) {
         eprintln!("  caused by: {cause}");
+    }
+    if !message.contains("\nhelp: ")
+        && let Some(help) = e.chain().find_map(|c| c.downcast_ref::<std::io::Error>().and_then(io_help))
+    {
+        eprintln!("help: {help}");
+    }
+}
+
+/// Advice for the I/O failures a build machine runs into.
+fn io_help(e: &std::io::Error) -> Option<&'static str> {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Some("the file system is full: free space on it, or write the output elsewhere"),
+        ErrorKind::ReadOnlyFilesystem => Some("the file system is read-only: write the output elsewhere"),
+        _ => None,
     }
 }

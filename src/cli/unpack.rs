@@ -30,7 +30,8 @@ pub fn run(args: UnpackArgs, console: &Console) -> anyhow::Result<()> {
     let started = Instant::now();
     let (source, image) = args.image.open(None)?;
     let options = args.flatten.options();
-    let done = layers::unpack(&source, &image, &args.rootfs, args.force, &options, console)?;
+    let done = layers::unpack(&source, &image, &args.rootfs, args.force, &options, console)
+        .map_err(|e| super::explain_vanished(&args.rootfs, e.into()))?;
     let s = &done.stats;
     console.note(&format!(
         "unpacked {} ({}, {} layers, {} entries, {} MiB) into {} in {:.2}s",
@@ -46,7 +47,7 @@ pub fn run(args: UnpackArgs, console: &Console) -> anyhow::Result<()> {
         match &args.metadata_out {
             Some(path) => {
                 let json = serde_json::to_vec_pretty(&done.recorded).context("cannot encode the recorded metadata")?;
-                std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+                bundlegen::staging::StagedFile::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
             }
             None => console.note(&format!(
                 "note: ownership, device nodes or xattrs of {} entries could not be applied (not root); use --metadata-out FILE to save them",

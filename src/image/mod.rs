@@ -511,11 +511,18 @@ fn check_layout(dir: &Path) -> Result<(), ImageError> {
 }
 
 /// Opens a file that must be a regular file (not a FIFO or device that
-/// would block or never end).
+/// would block or never end). The open itself does not wait: opening a
+/// FIFO for reading blocks until a writer appears, so it is opened
+/// non-blocking and the flag cleared once the file is known to be regular.
 fn open_regular(path: &Path) -> io::Result<File> {
-    let file = File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    use std::os::fd::AsRawFd;
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) } != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(file)
 }

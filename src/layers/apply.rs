@@ -151,7 +151,7 @@ impl<'a> Applier<'a> {
         FlattenError::Entry { layer: self.layer.to_string(), entry: display(&h.path), reason: reason.into() }
     }
 
-    fn write_err(&self, h: &EntryHeader, op: &str, e: io::Error) -> FlattenError {
+    pub(super) fn write_err(&self, h: &EntryHeader, op: &str, e: io::Error) -> FlattenError {
         // Failures caused by the archive's names are bad input, not I/O.
         match e.raw_os_error() {
             Some(libc::ELOOP) => self.invalid(h, format!("cannot {op}: too many levels of symbolic links (a symlink loop, or a chain over {} links)", rootfs::MAX_SYMLINK_HOPS)),

@@ -275,12 +275,7 @@ fn apply_stream(applier: &mut Applier<'_>, rx: &mpsc::Receiver<Vec<Msg>>) -> Res
             Msg::Data(chunk) => {
                 let Some((h, file, left)) = expect_data.as_mut() else { continue };
                 if let Some(pending) = file.as_mut() {
-                    pending.file.write_all(&chunk).map_err(|e| FlattenError::Write {
-                        layer: String::new(),
-                        entry: display_path(&h.path),
-                        op: "write its data".into(),
-                        source: e,
-                    })?;
+                    pending.file.write_all(&chunk).map_err(|e| applier.write_err(h, "write its data", e))?;
                 }
                 *left -= chunk.len() as u64;
                 if *left == 0 {
@@ -491,7 +486,8 @@ fn corrupt(id: &LayerId, compression: Compression, source: io::Error) -> Flatten
 }
 
 /// Flattens `image` into a new directory `dest`, which appears only once
-/// complete (see [`crate::staging`]).
+/// complete (see [`crate::staging`]). `dest` may not overlap the image
+/// layout.
 pub fn unpack(
     source: &OpenImage,
     image: &ResolvedImage,
@@ -500,6 +496,7 @@ pub fn unpack(
     options: &FlattenOptions,
     diag: &dyn Diagnostics,
 ) -> Result<Flattened, crate::error::Error> {
+    crate::staging::refuse_overlap(dest, &source.dir, "the image layout")?;
     let staging = crate::staging::Staging::new(dest, overwrite)?;
     let flattened = flatten(source, image, staging.path(), options, diag)?;
     staging.commit()?;

@@ -39,11 +39,39 @@ impl LibsInventory {
             source,
         })?;
         let de = &mut serde_json::Deserializer::from_str(&text);
-        serde_path_to_error::deserialize(de).map_err(|e| PlatformError::Invalid {
+        let inventory: LibsInventory =
+            serde_path_to_error::deserialize(de).map_err(|e| PlatformError::Invalid {
+                path: path.to_owned(),
+                key: e.path().to_string(),
+                source: e.into_inner(),
+            })?;
+        inventory.check_paths(path)?;
+        Ok(inventory)
+    }
+
+    /// Every library and dependency is an absolute device path (see
+    /// [`super::model::abs_path`]): it becomes a mount source and is matched
+    /// against in-root paths, never looked up on the build machine.
+    fn check_paths(&self, path: &Path) -> Result<(), PlatformError> {
+        let bad = |key: String, value: &str| PlatformError::BadPath {
             path: path.to_owned(),
-            key: e.path().to_string(),
-            source: e.into_inner(),
-        })
+            key,
+            value: value.to_owned(),
+        };
+        for (i, lib) in self.libs.iter().enumerate() {
+            if !super::model::abs_path(&lib.name) {
+                return Err(bad(format!("libs[{i}].name"), &lib.name));
+            }
+            if let Some((j, dep)) = lib
+                .deps
+                .iter()
+                .enumerate()
+                .find(|(_, d)| !super::model::abs_path(d))
+            {
+                return Err(bad(format!("libs[{i}].deps[{j}]"), dep));
+            }
+        }
+        Ok(())
     }
 
     /// The entry for an in-root path.

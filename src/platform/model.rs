@@ -177,6 +177,41 @@ pub struct Mount {
     pub options: Vec<String>,
 }
 
+impl Mount {
+    /// Whether the source is a path on the device (a bind mount) rather
+    /// than a file system type such as `tmpfs` or `proc`.
+    pub fn is_bind(&self) -> bool {
+        self.kind.as_deref() == Some("bind")
+            || self.options.iter().any(|o| o == "bind" || o == "rbind")
+    }
+
+    /// The first path of the mount that is not an [`abs_path`]: the
+    /// destination, or the source of a bind mount; as (field, value).
+    pub fn bad_path(&self) -> Option<(&'static str, &str)> {
+        if !abs_path(&self.destination) {
+            return Some(("destination", &self.destination));
+        }
+        match self.source.as_deref() {
+            Some(s) if self.is_bind() && !abs_path(s) => Some(("source", s)),
+            _ => None,
+        }
+    }
+}
+
+/// The form every path a platform, app metadata or operator file names
+/// must have, quoted in errors.
+pub const ABS_PATH_FORM: &str =
+    "an absolute path without `..` components, e.g. \"/usr/lib/libEGL.so.1\"";
+
+/// Whether `p` is a path of [`ABS_PATH_FORM`]. Device paths are used as
+/// written (as mount sources, library paths, device nodes) and never looked
+/// up on the build machine, so they must mean the same thing on the device
+/// whatever its current directory and its symlinks (above a `..`). `{id}`
+/// is allowed: it is replaced by the app id, which cannot be `..`.
+pub fn abs_path(p: &str) -> bool {
+    p.starts_with('/') && !p.contains('\0') && !p.split('/').any(|c| c == "..")
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GpuDevice {

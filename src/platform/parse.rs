@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::PlatformError;
-use super::model::{LogMode, PlatformSpec};
+use super::model::{LogMode, Mount, PlatformSpec, abs_path};
 use crate::diag::{Diagnostics, Warning};
 
 /// Parses JSON text; the top level must be an object.
@@ -55,7 +55,85 @@ pub(super) fn check_fragment(
             format!("{key}: unknown key (ignored; check the spelling against docs/platforms.md)"),
         ));
     }
+    check_paths(path, &spec)?;
     Ok(spec)
+}
+
+/// Every device path the template names is an [`abs_path`]: mount sources
+/// and destinations, GPU libraries and devices, Dobby's files, storage and
+/// log directories, path mappings.
+fn check_paths(path: &Path, spec: &PlatformSpec) -> Result<(), PlatformError> {
+    let bad = |key: String, value: &str| PlatformError::BadPath {
+        path: path.to_owned(),
+        key,
+        value: value.to_owned(),
+    };
+    let check = |key: &dyn Fn() -> String, value: Option<&String>| match value {
+        Some(v) if !abs_path(v) => Err(bad(key(), v)),
+        _ => Ok(()),
+    };
+    let mounts = |key: &str, list: Option<&Vec<Mount>>| {
+        for (i, m) in list.into_iter().flatten().enumerate() {
+            if let Some((field, value)) = m.bad_path() {
+                return Err(bad(format!("{key}[{i}].{field}"), value));
+            }
+        }
+        Ok(())
+    };
+    mounts("mounts", spec.mounts.as_ref())?;
+    if let Some(gpu) = &spec.gpu {
+        mounts("gpu.extraMounts", gpu.extra_mounts.as_ref())?;
+        for (i, lib) in gpu.gfx_libs.iter().flatten().enumerate() {
+            check(&|| format!("gpu.gfxLibs[{i}].src"), Some(&lib.src))?;
+            check(&|| format!("gpu.gfxLibs[{i}].dst"), Some(&lib.dst))?;
+        }
+        for (i, dev) in gpu.devs.iter().flatten().enumerate() {
+            check(&|| format!("gpu.devs[{i}].path"), Some(&dev.path))?;
+        }
+        check(
+            &|| "gpu.westeros.hostSocket".into(),
+            gpu.westeros.as_ref().and_then(|w| w.host_socket.as_ref()),
+        )?;
+    }
+    let persistent = spec.storage.as_ref().and_then(|s| s.persistent.as_ref());
+    check(
+        &|| "storage.persistent.storageDir".into(),
+        persistent.and_then(|p| p.storage_dir.as_ref()),
+    )?;
+    check(
+        &|| "logging.logDir".into(),
+        spec.logging.as_ref().and_then(|l| l.log_dir.as_ref()),
+    )?;
+    if let Some(d) = &spec.dobby {
+        check(&|| "dobby.pluginDir".into(), d.plugin_dir.as_ref())?;
+        check(&|| "dobby.dobbyInitPath".into(), d.dobby_init_path.as_ref())?;
+        check(
+            &|| "dobby.hookLauncherExecutablePath".into(),
+            d.hook_launcher_executable_path.as_ref(),
+        )?;
+        check(
+            &|| "dobby.hookLauncherParametersPath".into(),
+            d.hook_launcher_parameters_path.as_ref(),
+        )?;
+        for (i, dep) in d.plugin_dependencies.iter().flatten().enumerate() {
+            check(&|| format!("dobby.pluginDependencies[{i}]"), Some(dep))?;
+        }
+    }
+    check(
+        &|| "minidump.destinationPath".into(),
+        spec.minidump
+            .as_ref()
+            .and_then(|m| m.destination_path.as_ref()),
+    )?;
+    check(
+        &|| "oomcrash.path".into(),
+        spec.oomcrash.as_ref().and_then(|o| o.path.as_ref()),
+    )?;
+    for (from, to) in spec.path_mappings.iter().flatten() {
+        check(&|| format!("pathMappings.{from}"), Some(from))?;
+        check(&|| format!("pathMappings.{from}"), Some(to))?;
+    }
+    Ok(())
 }
 
 /// `gpu.devs[0].access` style path of an ignored key.

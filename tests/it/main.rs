@@ -2,12 +2,14 @@
 
 mod archive;
 mod builder;
+mod cases_57_60;
 mod compat;
 mod config;
 mod debian;
 mod e2e_umoci;
 mod elf;
 mod elfstub;
+mod faults;
 mod generate;
 mod hostile;
 mod layout_edit;

@@ -20,7 +20,10 @@ use std::io::{Read, Seek, Write};
 use std::path::Path;
 
 use super::header::{self, Header, Kind};
-use super::{ArchiveError, ArchiveInfo, ArchiveOptions, AtomicFile, Compression, Hashing, pgzip};
+use super::{
+    ArchiveError, ArchiveInfo, ArchiveOptions, AtomicFile, Compression, Hashing, StagedArchive,
+    pgzip,
+};
 
 /// The fields of the ipk `control` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +115,17 @@ pub fn write_ipk(
     meta: &IpkMeta,
     opts: &ArchiveOptions<'_>,
 ) -> Result<ArchiveInfo, ArchiveError> {
+    stage_ipk(bundle_dir, out, meta, opts)?.persist()
+}
+
+/// Writes the package of [`write_ipk`] to its temporary file only (see
+/// [`super::stage_tar`]).
+pub fn stage_ipk(
+    bundle_dir: &Path,
+    out: &Path,
+    meta: &IpkMeta,
+    opts: &ArchiveOptions<'_>,
+) -> Result<StagedArchive, ArchiveError> {
     let control = meta.control()?;
     let werr = |source| ArchiveError::Write {
         path: out.to_owned(),
@@ -156,12 +170,14 @@ pub fn write_ipk(
     ar_member(&mut w, "data.tar.gz", epoch, data.size, &mut data_file).map_err(werr)?;
     let (sha256, size, buffered) = w.finish();
     buffered.into_inner().map_err(|e| werr(e.into_error()))?;
-    dest.persist()?;
-    Ok(ArchiveInfo {
-        path: out.to_owned(),
-        size,
-        sha256,
-        ..data
+    Ok(StagedArchive {
+        file: dest,
+        info: ArchiveInfo {
+            path: out.to_owned(),
+            size,
+            sha256,
+            ..data
+        },
     })
 }
 

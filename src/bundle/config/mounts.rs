@@ -99,7 +99,7 @@ impl Mounts {
         key: &str,
         inp: &ConfigInputs<'_>,
     ) -> Result<(), ConfigError> {
-        if !crate::appmeta::is_abs_path(&m.destination) {
+        if !crate::platform::model::abs_path(&m.destination) {
             return Err(ConfigError::Invalid {
                 subject: key.to_owned(),
                 message: format!(
