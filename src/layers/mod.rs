@@ -429,6 +429,8 @@ fn stream_layer(
                 if !tx.push(Msg::Data(chunk)) {
                     return Ok(false);
                 }
+                // Within the entry too: one file of a bomb is the whole bomb.
+                check_volume(limits, id, layer_start + tar.offset(), tar.offset(), compressed.get())?;
             }
         }
         totals.uncompressed = layer_start + tar.offset();

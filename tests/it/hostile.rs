@@ -2491,3 +2491,23 @@ fn a_tree_deeper_than_the_soft_open_file_limit() {
     }
     assert_eq!(std::fs::read_to_string(dir.join("bottom")).unwrap(), "deep");
 }
+
+#[test]
+fn bomb_in_one_file_stops_within_the_entry() {
+    // One 192 MiB file of zeros (zstd: a few KiB). The ratio is checked as
+    // the data streams, so the run stops just past the 64 MiB floor rather
+    // than after writing the whole file.
+    let fx = Fx::new();
+    let layer = Layer::new(Tar::of([Entry::file("zeros", vec![0u8; 192 << 20])]), Compression::Zstd);
+    let ids = layer_ids(&layer);
+    let img = fx.single(image([layer]));
+    let stderr = fx.fail(&["--max-ratio", "100"], &img);
+    assert_names(&stderr, &ids, "--max-ratio");
+    let expanded: u64 = stderr
+        .split("expands ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `expands N bytes` in:\n{stderr}"));
+    assert!((64 << 20..80 << 20).contains(&expanded), "stopped after {expanded} bytes:\n{stderr}");
+}
