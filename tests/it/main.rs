@@ -14,5 +14,6 @@ mod layout_edit;
 mod libmatch;
 mod libmatch_host;
 mod platform;
+mod prop_umoci;
 mod treecmp;
 mod treeview;
