@@ -15,5 +15,6 @@ mod libmatch;
 mod libmatch_host;
 mod platform;
 mod prop_umoci;
+mod stackgen;
 mod treecmp;
 mod treeview;

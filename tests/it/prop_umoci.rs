@@ -1,9 +1,34 @@
-//! Flattening checked against `umoci unpack --rootless` and against
-//! cases it found.
+//! Property test: random layer stacks (see `stackgen.rs`), applied by
+//! bundlegen (the library's `layers::flatten`) and by
+//! `umoci unpack --rootless`, must give the same tree: paths, types,
+//! permission bits, symlink targets, contents, hardlink groups
+//! (`treecmp`).
+//!
+//! All stacks of a run are tags of one layout; a few worker threads each
+//! run umoci and bundlegen on one tag at a time. A failing stack is shrunk
+//! (layers, then entries, then file data and modes dropped while the
+//! disagreement stays the same kind) and printed as `builder` code, with
+//! the seed to replay it alone.
+//!
+//! Where umoci 0.4.7 departs from runtime semantics, umoci is given the
+//! equivalent stack instead of the generated one; see
+//! [`Stack::for_umoci`] and the "Property test" section of
+//! `docs/flattening.md`.
+//!
+//! Environment: `BUNDLEGEN_PROP_SEED` (decimal or `0x` hex) replays a run,
+//! `BUNDLEGEN_PROP_CASES` sets the number of stacks (default
+//! [`DEFAULT_CASES`]), `BUNDLEGEN_TEST_KEEP=1` keeps the scratch directory
+//! (under `<target>/prop-tmp`). Without umoci the test passes with a notice,
+//! except when `CI` is set.
 
+use std::collections::BTreeMap;
 use std::env;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bundlegen::diag::Silent;
 use bundlegen::image::{ImageRef, OpenImage, OpenOptions, Selector};
@@ -11,6 +36,38 @@ use bundlegen::layers::{self, FlattenOptions};
 
 use crate::builder::Layout;
 use crate::debian;
+use crate::e2e_umoci::have;
+use crate::stackgen::{self, Stack, case_seed};
+use crate::treecmp;
+
+pub const DEFAULT_CASES: usize = 300;
+/// Failing stacks shrunk and printed (the rest are only counted).
+const SHOWN_FAILURES: usize = 3;
+/// Time allowed for shrinking one failing stack.
+const SHRINK_BUDGET: Duration = Duration::from_secs(60);
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    let v = env::var(name).ok()?;
+    let v = v.trim();
+    let parsed = match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => v.parse(),
+    };
+    Some(parsed.unwrap_or_else(|e| panic!("{name}={v}: not a number: {e}")))
+}
+
+fn random_seed() -> u64 {
+    let mut s = 0u64;
+    // SAFETY: the buffer is valid for 8 bytes.
+    let n = unsafe { libc::getrandom((&raw mut s).cast(), 8, 0) };
+    assert_eq!(n, 8, "getrandom");
+    s
+}
 
 /// A scratch directory under the target dir, removed on drop unless
 /// `BUNDLEGEN_TEST_KEEP` is set.
@@ -22,6 +79,73 @@ fn scratch() -> tempfile::TempDir {
         .disable_cleanup(env::var_os("BUNDLEGEN_TEST_KEEP").is_some())
         .tempdir_in(&base)
         .expect("create prop scratch dir")
+}
+
+/// How one stack came out.
+#[derive(Debug)]
+enum Outcome {
+    Same,
+    Differ(String),
+    UmociFailed(String),
+    OursFailed(String),
+    BothFailed(String, String),
+}
+
+impl Outcome {
+    fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Same => "same tree",
+            Outcome::Differ(_) => "trees differ",
+            Outcome::UmociFailed(_) => "umoci failed, bundlegen did not",
+            Outcome::OursFailed(_) => "bundlegen failed, umoci did not",
+            Outcome::BothFailed(..) => "both failed (the generator made an invalid stack)",
+        }
+    }
+
+    /// One line: the kind and the first difference or the error's end.
+    fn summary(&self) -> String {
+        let detail = self.detail();
+        let line = match self {
+            Outcome::Differ(_) => detail
+                .lines()
+                .find(|l| ["  - ", "  + ", "  ~ "].iter().any(|p| l.starts_with(p)))
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            _ => {
+                let chars: Vec<char> = detail.chars().collect();
+                chars[chars.len().saturating_sub(160)..].iter().collect()
+            }
+        };
+        format!("{}: {line}", self.kind())
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            Outcome::Same => String::new(),
+            Outcome::Differ(r) => format!("umoci (left) vs bundlegen (right): {r}"),
+            Outcome::UmociFailed(e) => format!("umoci: {e}"),
+            Outcome::OursFailed(e) => format!("bundlegen: {e}"),
+            Outcome::BothFailed(u, o) => format!("umoci: {u}\nbundlegen: {o}"),
+        }
+    }
+}
+
+/// `umoci unpack --rootless` of `layout:tag` into `bundle` (umask 022, so
+/// the directories umoci creates for missing parents get 0755 as
+/// bundlegen's do).
+fn umoci(layout: &Path, tag: &str, bundle: &Path) -> Result<PathBuf, String> {
+    let out = Command::new("sh")
+        .args(["-c", "umask 022 && exec umoci unpack --rootless --image \"$0\" \"$1\""])
+        .arg(format!("{}:{tag}", layout.display()))
+        .arg(bundle)
+        .output()
+        .map_err(|e| format!("cannot run umoci: {e}"))?;
+    if out.status.success() {
+        Ok(bundle.join("rootfs"))
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
 }
 
 /// bundlegen's flatten of `layout:tag` into a new directory `dest`.
@@ -47,6 +171,241 @@ fn anyhow_like(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     s
+}
+
+/// Runs both tools on one stack of `layout` and compares; `work` is
+/// removed afterwards.
+fn check(layout: &Path, tag: &str, umoci_tag: &str, work: &Path) -> Outcome {
+    fs::create_dir_all(work).expect("create work dir");
+    let theirs = umoci(layout, umoci_tag, &work.join("umoci"));
+    let mine = work.join("ours");
+    let ours = ours(layout, tag, &mine);
+    let outcome = match (theirs, ours) {
+        (Ok(rootfs), Ok(())) => {
+            let (l, r, diffs) = treecmp::compare(&rootfs, &mine);
+            if diffs.is_empty() {
+                Outcome::Same
+            } else {
+                Outcome::Differ(treecmp::report(&l, &r, &diffs))
+            }
+        }
+        (Err(u), Ok(())) => Outcome::UmociFailed(u),
+        (Ok(_), Err(o)) => Outcome::OursFailed(o),
+        (Err(u), Err(o)) => Outcome::BothFailed(u, o),
+    };
+    if env::var_os("BUNDLEGEN_TEST_KEEP").is_none() {
+        let _ = fs::remove_dir_all(work);
+    }
+    outcome
+}
+
+/// Stores every stack as tag `sN` (and `sN-umoci` when umoci needs the
+/// equivalent stack); returns umoci's tag per stack.
+fn store(layout_dir: &Path, stacks: &[Stack]) -> Vec<String> {
+    let layout = Layout::create(layout_dir);
+    let mut descriptors = Vec::new();
+    let mut umoci_tags = Vec::new();
+    for (i, stack) in stacks.iter().enumerate() {
+        let tag = format!("s{i}");
+        descriptors.push(stack.image().tag(&tag).store(&layout));
+        match stack.for_umoci() {
+            Some(equivalent) => {
+                let utag = format!("{tag}-umoci");
+                descriptors.push(equivalent.image().tag(&utag).store(&layout));
+                umoci_tags.push(utag);
+            }
+            None => umoci_tags.push(tag),
+        }
+    }
+    layout.write_index(descriptors);
+    umoci_tags
+}
+
+/// Checks one stack in a layout of its own (for shrinking and replays).
+fn check_alone(stack: &Stack, dir: &Path) -> Outcome {
+    let _ = fs::remove_dir_all(dir);
+    let umoci_tags = store(&dir.join("layout"), std::slice::from_ref(stack));
+    let outcome = check(&dir.join("layout"), "s0", &umoci_tags[0], &dir.join("work"));
+    if env::var_os("BUNDLEGEN_TEST_KEEP").is_none() {
+        let _ = fs::remove_dir_all(dir);
+    }
+    outcome
+}
+
+/// Greedy shrinking: drop layers, then single entries, then make file data
+/// empty and modes plain, as long as the outcome stays of the same kind.
+fn shrink(stack: &Stack, kind: &str, dir: &Path) -> (Stack, usize) {
+    let start = Instant::now();
+    let mut best = stack.clone();
+    let mut tries = 0;
+    let still = |s: &Stack, tries: &mut usize| {
+        if !s.valid() {
+            return false;
+        }
+        *tries += 1;
+        check_alone(s, dir).kind() == kind
+    };
+    loop {
+        let mut progress = false;
+        let mut candidates: Vec<Stack> = Vec::new();
+        for l in 0..best.layers.len() {
+            if best.layers.len() > 1 {
+                let mut s = best.clone();
+                s.layers.remove(l);
+                candidates.push(s);
+            }
+        }
+        for l in 0..best.layers.len() {
+            for e in 0..best.layers[l].ops.len() {
+                let mut s = best.clone();
+                s.layers[l].ops.remove(e);
+                candidates.push(s);
+            }
+        }
+        for l in 0..best.layers.len() {
+            for e in 0..best.layers[l].ops.len() {
+                let mut s = best.clone();
+                if simplify(&mut s.layers[l].ops[e]) {
+                    candidates.push(s);
+                }
+            }
+        }
+        for c in candidates {
+            if start.elapsed() > SHRINK_BUDGET {
+                return (best, tries);
+            }
+            if still(&c, &mut tries) {
+                best = c;
+                progress = true;
+                break;
+            }
+        }
+        if !progress {
+            return (best, tries);
+        }
+    }
+}
+
+/// One step towards a plainer entry; false when it is as plain as it gets.
+fn simplify(op: &mut stackgen::Op) -> bool {
+    use stackgen::Op;
+    match op {
+        Op::File { text, repeat, .. } if *repeat > 1 || !text.is_empty() => {
+            if *repeat > 1 {
+                *repeat = 1;
+            } else {
+                text.clear();
+            }
+            true
+        }
+        Op::File { mode, .. } | Op::Hardlink { mode, .. } | Op::Fifo { mode, .. } if *mode != 0o644 => {
+            *mode = 0o644;
+            true
+        }
+        Op::Dir { mode, .. } if *mode != 0o755 => {
+            *mode = 0o755;
+            true
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn prop_umoci_random_layer_stacks() {
+    if !have(&["umoci"]) {
+        return;
+    }
+    let seed = env_number("BUNDLEGEN_PROP_SEED").unwrap_or_else(random_seed);
+    let cases = env_number("BUNDLEGEN_PROP_CASES").map_or(DEFAULT_CASES, |n| n as usize);
+    eprintln!("prop: {cases} stacks from seed {seed:#018x} (replay: BUNDLEGEN_PROP_SEED={seed:#x} BUNDLEGEN_PROP_CASES={cases})");
+    let started = Instant::now();
+    let stacks: Vec<Stack> = (0..cases)
+        .map(|i| stackgen::generate(case_seed(seed, i), is_root()))
+        .collect();
+    let dir = scratch();
+    let layout = dir.path().join("layout");
+    let umoci_tags = store(&layout, &stacks);
+    let generated = started.elapsed();
+
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= cases {
+                        break;
+                    }
+                    let work = dir.path().join(format!("w{i}"));
+                    let o = check(&layout, &format!("s{i}"), &umoci_tags[i], &work);
+                    outcomes.lock().expect("outcomes lock").push((i, o));
+                }
+            });
+        }
+    });
+    let mut outcomes = outcomes.into_inner().expect("outcomes lock");
+    outcomes.sort_by_key(|(i, _)| *i);
+    let elapsed = started.elapsed();
+
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, o) in &outcomes {
+        *by_kind.entry(o.kind()).or_default() += 1;
+    }
+    let mut features: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in &stacks {
+        for f in &s.features {
+            *features.entry(f.as_str()).or_default() += 1;
+        }
+    }
+    let entries: usize = stacks.iter().map(Stack::entries).sum();
+    let layers: usize = stacks.iter().map(|s| s.layers.len()).sum();
+    let equivalent = umoci_tags.iter().filter(|t| t.ends_with("-umoci")).count();
+    eprintln!(
+        "prop: {cases} stacks, {layers} layers, {entries} entries in {:.1}s ({:.1}s generating), {:.0} stacks/s, {workers} workers",
+        elapsed.as_secs_f64(),
+        generated.as_secs_f64(),
+        cases as f64 / elapsed.as_secs_f64()
+    );
+    eprintln!("prop: umoci given the runtime-equivalent stack for {equivalent} stacks");
+    for (k, n) in &by_kind {
+        eprintln!("prop: {n:5} {k}");
+    }
+    eprintln!("prop: stacks exercising each feature:");
+    for (f, n) in &features {
+        eprintln!("  {n:5} {f}");
+    }
+
+    let failures: Vec<&(usize, Outcome)> = outcomes.iter().filter(|(_, o)| !matches!(o, Outcome::Same)).collect();
+    if failures.is_empty() {
+        return;
+    }
+    for (i, o) in &failures {
+        eprintln!("prop: stack {i} (seed {:#x}): {}", stacks[*i].seed, o.summary());
+    }
+    let mut text = String::new();
+    for (i, o) in failures.iter().take(SHOWN_FAILURES) {
+        let stack = &stacks[*i];
+        let (small, tries) = shrink(stack, o.kind(), &dir.path().join(format!("shrink{i}")));
+        let small_outcome = check_alone(&small, &dir.path().join(format!("final{i}")));
+        text.push_str(&format!(
+            "\n=== stack {i}: {}\nreplay: BUNDLEGEN_PROP_SEED={:#x} BUNDLEGEN_PROP_CASES=1\n{}\n--- shrunk in {tries} tries to:\n{}{}\n",
+            o.kind(),
+            stack.seed,
+            o.detail(),
+            small.rust(),
+            small_outcome.detail(),
+        ));
+        if let Some(eq) = small.for_umoci() {
+            text.push_str(&format!("--- umoci was given instead:\n{}", eq.rust()));
+        }
+    }
+    panic!(
+        "{} of {cases} stacks disagree (seed {seed:#x}); the first {} shrunk:{text}",
+        failures.len(),
+        failures.len().min(SHOWN_FAILURES)
+    );
 }
 
 /// Issue #6, found by this property test: a whiteout or opaque marker that
