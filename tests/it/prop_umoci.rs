@@ -27,7 +27,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bundlegen::diag::Silent;
@@ -41,6 +41,9 @@ use crate::stackgen::{self, Stack, case_seed};
 use crate::treecmp;
 
 pub const DEFAULT_CASES: usize = 300;
+/// Stacks per layout: umoci and bundlegen read the whole `index.json` for
+/// every image, so one layout for a whole run would make that quadratic.
+const STACKS_PER_LAYOUT: usize = 16;
 /// Failing stacks shrunk and printed (the rest are only counted).
 const SHOWN_FAILURES: usize = 3;
 /// Time allowed for shrinking one failing stack.
@@ -136,7 +139,10 @@ impl Outcome {
 /// bundlegen's do).
 fn umoci(layout: &Path, tag: &str, bundle: &Path) -> Result<PathBuf, String> {
     let out = Command::new("sh")
-        .args(["-c", "umask 022 && exec umoci unpack --rootless --image \"$0\" \"$1\""])
+        .args([
+            "-c",
+            "umask 022 && exec umoci unpack --rootless --image \"$0\" \"$1\"",
+        ])
         .arg(format!("{}:{tag}", layout.display()))
         .arg(bundle)
         .output()
@@ -150,10 +156,17 @@ fn umoci(layout: &Path, tag: &str, bundle: &Path) -> Result<PathBuf, String> {
 
 /// bundlegen's flatten of `layout:tag` into a new directory `dest`.
 fn ours(layout: &Path, tag: &str, dest: &Path) -> Result<(), String> {
-    let reference = ImageRef::Layout { dir: layout.to_owned(), tag: Some(tag.to_owned()) };
-    let source = OpenImage::open(&reference, &OpenOptions::default()).map_err(|e| anyhow_like(&e))?;
+    let reference = ImageRef::Layout {
+        dir: layout.to_owned(),
+        tag: Some(tag.to_owned()),
+    };
+    let source =
+        OpenImage::open(&reference, &OpenOptions::default()).map_err(|e| anyhow_like(&e))?;
     let image = source
-        .resolve(&Selector { tag: Some(tag.to_owned()), ..Selector::default() })
+        .resolve(&Selector {
+            tag: Some(tag.to_owned()),
+            ..Selector::default()
+        })
         .map_err(|e| anyhow_like(&e))?;
     fs::create_dir(dest).map_err(|e| format!("create {}: {e}", dest.display()))?;
     layers::flatten(&source, &image, dest, &FlattenOptions::default(), &Silent)
@@ -173,13 +186,38 @@ fn anyhow_like(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Time spent in each phase, summed over the workers.
+#[derive(Default)]
+struct Phases {
+    store: AtomicU64,
+    umoci: AtomicU64,
+    ours: AtomicU64,
+    compare: AtomicU64,
+    cleanup: AtomicU64,
+}
+
+impl Phases {
+    /// Adds the time since `*t` to `phase` and restarts `*t`.
+    fn lap(phase: &AtomicU64, t: &mut Instant) {
+        phase.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        *t = Instant::now();
+    }
+
+    fn show(phase: &AtomicU64) -> String {
+        format!("{:.1}s", phase.load(Ordering::Relaxed) as f64 / 1e9)
+    }
+}
+
 /// Runs both tools on one stack of `layout` and compares; `work` is
 /// removed afterwards.
-fn check(layout: &Path, tag: &str, umoci_tag: &str, work: &Path) -> Outcome {
+fn check(layout: &Path, tag: &str, umoci_tag: &str, work: &Path, phases: &Phases) -> Outcome {
+    let mut t = Instant::now();
     fs::create_dir_all(work).expect("create work dir");
     let theirs = umoci(layout, umoci_tag, &work.join("umoci"));
+    Phases::lap(&phases.umoci, &mut t);
     let mine = work.join("ours");
     let ours = ours(layout, tag, &mine);
+    Phases::lap(&phases.ours, &mut t);
     let outcome = match (theirs, ours) {
         (Ok(rootfs), Ok(())) => {
             let (l, r, diffs) = treecmp::compare(&rootfs, &mine);
@@ -193,20 +231,23 @@ fn check(layout: &Path, tag: &str, umoci_tag: &str, work: &Path) -> Outcome {
         (Ok(_), Err(o)) => Outcome::OursFailed(o),
         (Err(u), Err(o)) => Outcome::BothFailed(u, o),
     };
+    Phases::lap(&phases.compare, &mut t);
     if env::var_os("BUNDLEGEN_TEST_KEEP").is_none() {
         let _ = fs::remove_dir_all(work);
     }
+    Phases::lap(&phases.cleanup, &mut t);
     outcome
 }
 
-/// Stores every stack as tag `sN` (and `sN-umoci` when umoci needs the
-/// equivalent stack); returns umoci's tag per stack.
-fn store(layout_dir: &Path, stacks: &[Stack]) -> Vec<String> {
+/// Stores the stacks as tags `s<first>`, `s<first + 1>`, ... (and
+/// `sN-umoci` when umoci needs the equivalent stack); returns umoci's tag
+/// per stack.
+fn store(layout_dir: &Path, first: usize, stacks: &[Stack]) -> Vec<String> {
     let layout = Layout::create(layout_dir);
     let mut descriptors = Vec::new();
     let mut umoci_tags = Vec::new();
     for (i, stack) in stacks.iter().enumerate() {
-        let tag = format!("s{i}");
+        let tag = format!("s{}", first + i);
         descriptors.push(stack.image().tag(&tag).store(&layout));
         match stack.for_umoci() {
             Some(equivalent) => {
@@ -224,8 +265,14 @@ fn store(layout_dir: &Path, stacks: &[Stack]) -> Vec<String> {
 /// Checks one stack in a layout of its own (for shrinking and replays).
 fn check_alone(stack: &Stack, dir: &Path) -> Outcome {
     let _ = fs::remove_dir_all(dir);
-    let umoci_tags = store(&dir.join("layout"), std::slice::from_ref(stack));
-    let outcome = check(&dir.join("layout"), "s0", &umoci_tags[0], &dir.join("work"));
+    let umoci_tags = store(&dir.join("layout"), 0, std::slice::from_ref(stack));
+    let outcome = check(
+        &dir.join("layout"),
+        "s0",
+        &umoci_tags[0],
+        &dir.join("work"),
+        &Phases::default(),
+    );
     if env::var_os("BUNDLEGEN_TEST_KEEP").is_none() {
         let _ = fs::remove_dir_all(dir);
     }
@@ -298,7 +345,9 @@ fn simplify(op: &mut stackgen::Op) -> bool {
             }
             true
         }
-        Op::File { mode, .. } | Op::Hardlink { mode, .. } | Op::Fifo { mode, .. } if *mode != 0o644 => {
+        Op::File { mode, .. } | Op::Hardlink { mode, .. } | Op::Fifo { mode, .. }
+            if *mode != 0o644 =>
+        {
             *mode = 0o644;
             true
         }
@@ -317,56 +366,81 @@ fn prop_umoci_random_layer_stacks() {
     }
     let seed = env_number("BUNDLEGEN_PROP_SEED").unwrap_or_else(random_seed);
     let cases = env_number("BUNDLEGEN_PROP_CASES").map_or(DEFAULT_CASES, |n| n as usize);
-    eprintln!("prop: {cases} stacks from seed {seed:#018x} (replay: BUNDLEGEN_PROP_SEED={seed:#x} BUNDLEGEN_PROP_CASES={cases})");
+    eprintln!(
+        "prop: {cases} stacks from seed {seed:#018x} (replay: BUNDLEGEN_PROP_SEED={seed:#x} BUNDLEGEN_PROP_CASES={cases})"
+    );
     let started = Instant::now();
-    let stacks: Vec<Stack> = (0..cases)
-        .map(|i| stackgen::generate(case_seed(seed, i), is_root()))
-        .collect();
     let dir = scratch();
-    let layout = dir.path().join("layout");
-    let umoci_tags = store(&layout, &stacks);
-    let generated = started.elapsed();
-
+    let phases = Phases::default();
     let next = AtomicUsize::new(0);
-    let outcomes: Mutex<Vec<(usize, Outcome)>> = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4);
+    let results: Mutex<Vec<(usize, Stack, String, Outcome)>> = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 4);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= cases {
+                    let chunk = next.fetch_add(1, Ordering::Relaxed);
+                    let first = chunk * STACKS_PER_LAYOUT;
+                    if first >= cases {
                         break;
                     }
-                    let work = dir.path().join(format!("w{i}"));
-                    let o = check(&layout, &format!("s{i}"), &umoci_tags[i], &work);
-                    outcomes.lock().expect("outcomes lock").push((i, o));
+                    let mut t = Instant::now();
+                    let stacks: Vec<Stack> = (first..cases.min(first + STACKS_PER_LAYOUT))
+                        .map(|i| stackgen::generate(case_seed(seed, i), is_root()))
+                        .collect();
+                    let layout = dir.path().join(format!("layout{chunk}"));
+                    let umoci_tags = store(&layout, first, &stacks);
+                    Phases::lap(&phases.store, &mut t);
+                    for (k, (stack, utag)) in stacks.into_iter().zip(umoci_tags).enumerate() {
+                        let i = first + k;
+                        let work = dir.path().join(format!("w{i}"));
+                        let o = check(&layout, &format!("s{i}"), &utag, &work, &phases);
+                        results
+                            .lock()
+                            .expect("results lock")
+                            .push((i, stack, utag, o));
+                    }
+                    t = Instant::now();
+                    if env::var_os("BUNDLEGEN_TEST_KEEP").is_none() {
+                        let _ = fs::remove_dir_all(&layout);
+                    }
+                    Phases::lap(&phases.cleanup, &mut t);
                 }
             });
         }
     });
-    let mut outcomes = outcomes.into_inner().expect("outcomes lock");
-    outcomes.sort_by_key(|(i, _)| *i);
+    let mut results = results.into_inner().expect("results lock");
+    results.sort_by_key(|(i, ..)| *i);
     let elapsed = started.elapsed();
 
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, o) in &outcomes {
-        *by_kind.entry(o.kind()).or_default() += 1;
-    }
     let mut features: BTreeMap<&str, usize> = BTreeMap::new();
-    for s in &stacks {
-        for f in &s.features {
+    for (_, stack, _, o) in &results {
+        *by_kind.entry(o.kind()).or_default() += 1;
+        for f in &stack.features {
             *features.entry(f.as_str()).or_default() += 1;
         }
     }
-    let entries: usize = stacks.iter().map(Stack::entries).sum();
-    let layers: usize = stacks.iter().map(|s| s.layers.len()).sum();
-    let equivalent = umoci_tags.iter().filter(|t| t.ends_with("-umoci")).count();
+    let entries: usize = results.iter().map(|(_, s, ..)| s.entries()).sum();
+    let layers: usize = results.iter().map(|(_, s, ..)| s.layers.len()).sum();
+    let equivalent = results
+        .iter()
+        .filter(|(_, _, t, _)| t.ends_with("-umoci"))
+        .count();
     eprintln!(
-        "prop: {cases} stacks, {layers} layers, {entries} entries in {:.1}s ({:.1}s generating), {:.0} stacks/s, {workers} workers",
+        "prop: {cases} stacks, {layers} layers, {entries} entries in {:.1}s, {:.1} stacks/s, {workers} workers",
         elapsed.as_secs_f64(),
-        generated.as_secs_f64(),
         cases as f64 / elapsed.as_secs_f64()
+    );
+    eprintln!(
+        "prop: time over all workers: generate and store {}, umoci {}, bundlegen {}, compare {}, clean up {}",
+        Phases::show(&phases.store),
+        Phases::show(&phases.umoci),
+        Phases::show(&phases.ours),
+        Phases::show(&phases.compare),
+        Phases::show(&phases.cleanup),
     );
     eprintln!("prop: umoci given the runtime-equivalent stack for {equivalent} stacks");
     for (k, n) in &by_kind {
@@ -377,16 +451,18 @@ fn prop_umoci_random_layer_stacks() {
         eprintln!("  {n:5} {f}");
     }
 
-    let failures: Vec<&(usize, Outcome)> = outcomes.iter().filter(|(_, o)| !matches!(o, Outcome::Same)).collect();
+    let failures: Vec<_> = results
+        .iter()
+        .filter(|(.., o)| !matches!(o, Outcome::Same))
+        .collect();
     if failures.is_empty() {
         return;
     }
-    for (i, o) in &failures {
-        eprintln!("prop: stack {i} (seed {:#x}): {}", stacks[*i].seed, o.summary());
+    for (i, stack, _, o) in &failures {
+        eprintln!("prop: stack {i} (seed {:#x}): {}", stack.seed, o.summary());
     }
     let mut text = String::new();
-    for (i, o) in failures.iter().take(SHOWN_FAILURES) {
-        let stack = &stacks[*i];
+    for (i, stack, _, o) in failures.iter().take(SHOWN_FAILURES) {
         let (small, tries) = shrink(stack, o.kind(), &dir.path().join(format!("shrink{i}")));
         let small_outcome = check_alone(&small, &dir.path().join(format!("final{i}")));
         text.push_str(&format!(
@@ -459,8 +535,16 @@ fn issue6_marker_after_same_layer_dir_hides_its_lower_children() {
     ];
     let kept = "d dir 0755\nd/b dir 0750\nd/b/new file 0644 \"new\"\nd/b/sub dir 0755\n";
     let cases = [
-        ("whiteout after", whiteout_after, format!("{kept}d/keep file 0644 \"keep\"\n")),
-        ("whiteout before", whiteout_before, format!("{kept}d/keep file 0644 \"keep\"\n")),
+        (
+            "whiteout after",
+            whiteout_after,
+            format!("{kept}d/keep file 0644 \"keep\"\n"),
+        ),
+        (
+            "whiteout before",
+            whiteout_before,
+            format!("{kept}d/keep file 0644 \"keep\"\n"),
+        ),
         ("opaque after", opaque_after, kept.to_owned()),
         ("opaque before", opaque_before, kept.to_owned()),
     ];
