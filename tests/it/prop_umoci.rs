@@ -4,11 +4,11 @@
 //! permission bits, symlink targets, contents, hardlink groups
 //! (`treecmp`).
 //!
-//! All stacks of a run are tags of one layout; a few worker threads each
-//! run umoci and bundlegen on one tag at a time. A failing stack is shrunk
-//! (layers, then entries, then file data and modes dropped while the
-//! disagreement stays the same kind) and printed as `builder` code, with
-//! the seed to replay it alone.
+//! Worker threads (two to four) each take 16 stacks at a time, store them
+//! as tags of one layout, and run umoci and bundlegen on one tag after the
+//! other. A failing stack is shrunk (layers, then entries, then file data
+//! and modes dropped while the disagreement stays the same kind) and
+//! printed as `builder` code, with the seed to replay it alone.
 //!
 //! Where umoci 0.4.7 departs from runtime semantics, umoci is given the
 //! equivalent stack instead of the generated one; see

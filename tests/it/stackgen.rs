@@ -8,8 +8,9 @@
 //! absolute, escaping, dangling, to directories, chains), hardlinks (within
 //! the layer and to lower layers' inodes, to symlinks, by absolute names),
 //! FIFOs, whiteouts and opaque markers (before and after the same layer's
-//! own entries, at the root, through symlinks), and every type replaced by
-//! every type across layers.
+//! own entries, at the root, through symlinks), every type replaced by
+//! every type within and across layers, empty layers, `./` names and paths
+//! over 100 bytes (PAX records).
 //!
 //! Generation is driven by a seeded PRNG and keeps a [`Model`] of the tree
 //! (`stackgen/model.rs`) to pick meaningful targets and to stay off shapes
@@ -76,7 +77,10 @@ pub fn case_seed(base: u64, i: usize) -> u64 {
     base.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
-const NAMES: &[&str] = &["a", "b", "c", "d", "e", "f"];
+/// Two of the long name take a path past the 100 bytes of a ustar name
+/// field: such entries carry PAX `path` (and `linkpath`) records.
+const LONG: &str = "f-is-a-long-name-so-that-two-take-a-path-past-100-bytes";
+const NAMES: &[&str] = &["a", "b", "c", "d", "e", LONG];
 const MAX_DEPTH: usize = 3;
 const FILE_MODES: &[u32] = &[
     0o644, 0o644, 0o755, 0o600, 0o640, 0o400, 0o000, 0o777, 0o4755, 0o2755, 0o6711, 0o1644, 0o4000,
@@ -133,7 +137,7 @@ pub enum Op {
 
 impl Op {
     pub fn entry(&self) -> Entry {
-        match self {
+        let e = match self {
             Op::Dir { path, mode } => Entry::dir(&format!("{path}/")).with_mode(*mode),
             Op::File {
                 path,
@@ -147,12 +151,24 @@ impl Op {
             Op::Whiteout { path } => Entry::whiteout(path),
             Op::Opaque { dir } if dir.is_empty() => Entry::file(".wh..wh..opq", b""),
             Op::Opaque { dir } => Entry::opaque(dir),
+        };
+        let (name, link) = (e.name.clone(), e.linkname.clone());
+        let e = if name.len() > 100 {
+            e.with_pax("path", name)
+        } else {
+            e
+        };
+        if link.len() > 100 {
+            e.with_pax("linkpath", link)
+        } else {
+            e
         }
     }
 
     /// The entry as `builder` code, to paste into a regression test.
     pub fn rust(&self) -> String {
-        match self {
+        let e = self.entry();
+        let mut code = match self {
             Op::Dir { path, mode } => {
                 format!("Entry::dir({:?}).with_mode({mode:#o})", format!("{path}/"))
             }
@@ -177,6 +193,29 @@ impl Op {
             Op::Whiteout { path } => format!("Entry::whiteout({path:?})"),
             Op::Opaque { dir } if dir.is_empty() => "Entry::file(\".wh..wh..opq\", b\"\")".into(),
             Op::Opaque { dir } => format!("Entry::opaque({dir:?})"),
+        };
+        for (key, value) in &e.pax {
+            let (key, value) = (String::from_utf8_lossy(key), String::from_utf8_lossy(value));
+            code.push_str(&format!(".with_pax({key:?}, {value:?})"));
+        }
+        code
+    }
+
+    /// The same entry under `./name` (and a hardlink to `./target`), as
+    /// `tar -C dir -cf - .` writes them.
+    fn dot_slash(&mut self) {
+        match self {
+            Op::Dir { path, .. }
+            | Op::File { path, .. }
+            | Op::Symlink { path, .. }
+            | Op::Fifo { path, .. }
+            | Op::Whiteout { path } => *path = format!("./{path}"),
+            Op::Hardlink { path, target, .. } => {
+                *path = format!("./{path}");
+                *target = format!("./{}", target.trim_start_matches('/'));
+            }
+            Op::Opaque { dir } if dir.is_empty() => *dir = ".".into(),
+            Op::Opaque { dir } => *dir = format!("./{dir}"),
         }
     }
 
@@ -306,6 +345,8 @@ pub fn generate(seed: u64, privileged: bool) -> Stack {
         let explicit = *g.rng.pick(&[100, 95, 95, 90, 60, 20]);
         let n = if l == 0 {
             4 + g.rng.below(12)
+        } else if g.rng.chance(3) {
+            0
         } else {
             1 + g.rng.below(12)
         };
@@ -318,14 +359,14 @@ pub fn generate(seed: u64, privileged: bool) -> Stack {
             }
         }
         if ops.is_empty() {
-            // An empty layer is valid, but say something.
-            g.try_push(
-                &mut ops,
-                Op::Dir {
-                    path: "a".into(),
-                    mode: 0o755,
-                },
-            );
+            g.features.insert("empty layer".into());
+        } else if g.rng.chance(15) {
+            // The model saw the plain names; `./` changes nothing.
+            ops.iter_mut().for_each(Op::dot_slash);
+            g.features.insert("entry names starting with ./".into());
+        }
+        if ops.iter().any(|op| !op.entry().pax.is_empty()) {
+            g.features.insert("PAX path or linkpath record".into());
         }
         let compression = if g.rng.chance(50) {
             Compression::Gzip
@@ -669,5 +710,30 @@ mod tests {
             assert_eq!(a.rust(), b.rust());
             assert!(a.entries() > 0);
         }
+    }
+
+    #[test]
+    fn stackgen_long_paths_use_pax_records() {
+        let long = format!("{LONG}/{LONG}");
+        let mut op = Op::Symlink {
+            path: long.clone(),
+            target: format!("/{long}"),
+        };
+        op.dot_slash();
+        let e = op.entry();
+        let path = format!("./{long}");
+        assert_eq!(
+            e.pax,
+            [
+                ("path".into(), path.clone().into()),
+                ("linkpath".into(), format!("/{long}").into())
+            ]
+        );
+        assert!(
+            op.rust()
+                .contains(&format!(".with_pax(\"path\", {path:?})")),
+            "{}",
+            op.rust()
+        );
     }
 }

@@ -55,7 +55,8 @@ pub(super) struct Walked {
     created: usize,
 }
 
-/// What applying an op did, for coverage and for [`Stack::for_umoci`].
+/// What applying an op did, for coverage and for
+/// [`Stack::for_umoci`](super::Stack::for_umoci).
 #[derive(Default)]
 pub(super) struct Applied {
     /// A marker under a symlink the same layer wrote: a no-op for
