@@ -277,21 +277,19 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    /// Removes `name` in `dir` unless the current layer wrote it; for a
-    /// directory, removes what lower layers put there and keeps what this
-    /// layer added.
+    /// Removes what lower layers put at `name` in `dir`: an entry the
+    /// current layer wrote stays, but lower-layer children of a directory it
+    /// wrote do not (the whiteout hides the lower directory whole, whether
+    /// it comes before or after the layer's `dir/` entry).
     fn remove_lower(&mut self, dir: &Dir, name: &[u8]) -> io::Result<()> {
         let path = dir.child_path(name);
-        if self.same_layer(&path) {
-            return Ok(());
-        }
+        let ours = self.same_layer(&path);
         let cname = cstr(name)?;
         let st = match lstat_at(dir.raw(), &cname) {
             Ok(st) => st,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
             Err(e) => return Err(e),
         };
-        self.walker.invalidate();
         if rootfs::is_dir(&st) {
             let children = rootfs::list_at(dir.raw(), &cname)?;
             let mut phys = dir.phys.clone();
@@ -300,11 +298,15 @@ impl<'a> Applier<'a> {
             for child in &children {
                 self.remove_lower(&sub, child.to_bytes())?;
             }
-            if !rootfs::list_at(dir.raw(), &cname)?.is_empty() {
+            if ours || !rootfs::list_at(dir.raw(), &cname)?.is_empty() {
                 return Ok(());
             }
+            self.walker.invalidate();
             rootfs::unlink_at(dir.raw(), &cname, libc::AT_REMOVEDIR)?;
+        } else if ours {
+            return Ok(());
         } else {
+            self.walker.invalidate();
             rootfs::unlink_at(dir.raw(), &cname, 0)?;
         }
         self.forget(&path);

@@ -24,7 +24,7 @@ use crate::treecmp;
 /// Whether every tool in `tools` is on PATH. A missing tool fails the test
 /// under CI; elsewhere it prints a notice and the caller returns early.
 #[track_caller]
-fn have(tools: &[&str]) -> bool {
+pub(crate) fn have(tools: &[&str]) -> bool {
     let missing: Vec<&str> = tools
         .iter()
         .copied()

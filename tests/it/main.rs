@@ -16,5 +16,7 @@ mod layout_edit;
 mod libmatch;
 mod libmatch_host;
 mod platform;
+mod prop_umoci;
+mod stackgen;
 mod treecmp;
 mod treeview;
