@@ -8,6 +8,7 @@ mod debian;
 mod e2e_umoci;
 mod elf;
 mod elfstub;
+mod fuzz_replay;
 mod generate;
 mod hostile;
 mod layout_edit;
