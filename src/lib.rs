@@ -17,6 +17,8 @@ pub mod compat;
 pub mod diag;
 pub mod elf;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod layers;
 pub mod ldso;

@@ -94,7 +94,7 @@ impl LoadMap {
         self.0
             .iter()
             .find(|(va, sz, _)| vaddr >= *va && vaddr - va < *sz)
-            .map(|(va, _, off)| vaddr - va + off)
+            .and_then(|(va, _, off)| (vaddr - va).checked_add(*off))
     }
 }
 
@@ -297,7 +297,11 @@ impl<'a> Window<'a> {
 
     fn get<T: pod::Pod>(&mut self, at: u64, what: &str) -> Result<T, ElfError> {
         let size = std::mem::size_of::<T>() as u64;
-        let inside = at >= self.start && at + size <= self.start + self.buf.len() as u64;
+        let end = at.checked_add(size).ok_or_else(|| {
+            self.src
+                .malformed(format!("{what} at offset {at:#x} is past any file"))
+        })?;
+        let inside = at >= self.start && end <= self.start + self.buf.len() as u64;
         if !inside {
             // A short read near the end of the file is fine: keep what exists.
             let mut buf = vec![0u8; WINDOW as usize];
@@ -328,6 +332,13 @@ impl<'a> Window<'a> {
     }
 }
 
+/// The offset of the next record of a chain; a corrupt file may make it
+/// overflow.
+fn advance(src: &Source<'_>, at: u64, delta: u32, what: &str) -> Result<u64, ElfError> {
+    at.checked_add(u64::from(delta))
+        .ok_or_else(|| src.malformed(format!("{what} offset overflows")))
+}
+
 /// Version records are chained by relative offsets; a corrupt file could
 /// loop, so the walk is bounded by the declared count and this hard limit.
 const MAX_VERSIONS: u64 = 4096;
@@ -346,14 +357,14 @@ fn read_verdefs(
         if vd.vd_cnt.get(e) > 0 && !vd.vd_flags.get(e).contains(elf::VER_FLG_BASE) {
             // The first aux entry names the version; later ones name parents.
             let aux: elf::Verdaux<Endianness> =
-                w.get(at + u64::from(vd.vd_aux.get(e)), "Verdaux")?;
+                w.get(advance(src, at, vd.vd_aux.get(e), "Verdaux")?, "Verdaux")?;
             out.push(strings.get(u64::from(aux.vda_name.get(e)))?);
         }
-        let next = u64::from(vd.vd_next.get(e));
+        let next = vd.vd_next.get(e);
         if next == 0 {
             break;
         }
-        at += next;
+        at = advance(src, at, next, "Verdef")?;
     }
     Ok(out)
 }
@@ -373,23 +384,23 @@ fn read_verneeds(
             file: strings.get(u64::from(vn.vn_file.get(e)))?,
             versions: Vec::new(),
         };
-        let mut aux_at = at + u64::from(vn.vn_aux.get(e));
+        let mut aux_at = advance(src, at, vn.vn_aux.get(e), "Vernaux")?;
         for _ in 0..u64::from(vn.vn_cnt.get(e)).min(MAX_VERSIONS) {
             let vna: elf::Vernaux<Endianness> = w.get(aux_at, "Vernaux")?;
             need.versions
                 .push(strings.get(u64::from(vna.vna_name.get(e)))?);
-            let next = u64::from(vna.vna_next.get(e));
+            let next = vna.vna_next.get(e);
             if next == 0 {
                 break;
             }
-            aux_at += next;
+            aux_at = advance(src, aux_at, next, "Vernaux")?;
         }
         out.push(need);
-        let next = u64::from(vn.vn_next.get(e));
+        let next = vn.vn_next.get(e);
         if next == 0 {
             break;
         }
-        at += next;
+        at = advance(src, at, next, "Verneed")?;
     }
     Ok(out)
 }

@@ -134,18 +134,36 @@ impl Hasher {
         }
     }
 
+    /// Ends the thread, if any, and waits for it: also when the reader is
+    /// dropped mid-stream (a layer that fails to parse), so that no thread
+    /// outlives it.
+    fn stop(&mut self) -> Option<Sha256> {
+        match self {
+            Hasher::Inline(_) => None,
+            Hasher::Thread { tx, handle } => {
+                drop(tx.take());
+                handle.take().and_then(|h| h.join().ok())
+            }
+        }
+    }
+
     /// The digest of everything so far; for a thread, ends it.
     fn digest(&mut self) -> Digest {
         match self {
             Hasher::Inline(h) => Digest::from_sha256(&h.clone().finalize()),
-            Hasher::Thread { tx, handle } => {
-                drop(tx.take());
-                let h = handle.take().and_then(|h| h.join().ok()).unwrap_or_default();
+            Hasher::Thread { .. } => {
+                let h = self.stop().unwrap_or_default();
                 let d = Digest::from_sha256(&h.clone().finalize());
                 *self = Hasher::Inline(h);
                 d
             }
         }
+    }
+}
+
+impl Drop for Hasher {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -10,6 +10,7 @@ mod e2e_umoci;
 mod elf;
 mod elfstub;
 mod faults;
+mod fuzz_replay;
 mod generate;
 mod hostile;
 mod layout_edit;
