@@ -228,9 +228,20 @@ pub fn check_platform(
             return Err(Incompatible::Network { wanted, options });
         }
     }
+    // Read (a bad size is bad input) but not compared: see check_ram.
+    size(app, "/resources/ram")?;
+    check_storage(platform, app, diag)?;
+    check_resolution(platform, app, diag)
+}
+
+/// The strict memory policy (`--strict-memory`, operator `strictMemory`):
+/// an app asking for more RAM than `hardware.maxRam` is incompatible. By
+/// default, as BundleGen, the limit is lowered to `maxRam` with a warning
+/// when `config.json` is built instead.
+pub fn check_ram(platform: &Platform, app: &Value) -> Result<(), Incompatible> {
     if let (Some(ram), Some(max)) = (
         size(app, "/resources/ram")?,
-        spec.hardware.as_ref().and_then(|h| h.max_ram),
+        platform.spec.hardware.as_ref().and_then(|h| h.max_ram),
     ) && ram.bytes() > max.bytes()
     {
         return Err(Incompatible::Ram {
@@ -238,8 +249,7 @@ pub fn check_platform(
             max: max.to_string(),
         });
     }
-    check_storage(platform, app, diag)?;
-    check_resolution(platform, app, diag)
+    Ok(())
 }
 
 /// The image's architecture (and variant) against the platform's.

@@ -12,7 +12,8 @@
 //!   "dropCapabilities": ["CAP_NET_RAW"],
 //!   "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 2048, "soft": 1024}],
 //!   "rdkPlugins": {"httpproxy": {"required": false, "data": {}}},
-//!   "platform": {"logging": {"mode": "journald"}}
+//!   "platform": {"logging": {"mode": "journald"}},
+//!   "strictMemory": true
 //! }
 //! ```
 //!
@@ -109,6 +110,11 @@ pub struct Operator {
     /// platform is loaded; see [`Operator::platform_overlay`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Value>,
+    /// The strict memory policy of `--strict-memory`: the app's RAM is
+    /// always the hard limit and an app above `hardware.maxRam` is refused
+    /// (exit 2), where BundleGen lowers it to `maxRam`.
+    #[serde(default)]
+    pub strict_memory: bool,
 }
 
 impl Operator {
@@ -270,11 +276,12 @@ mod tests {
             r#"{"env": ["TZ=UTC"], "dropCapabilities": ["CAP_NET_RAW"],
                 "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 2048, "soft": 1024}],
                 "rdkPlugins": {"httpproxy": {"data": {"ignoreProxy": []}}},
-                "platform": {"hostname": "x"}}"#,
+                "platform": {"hostname": "x"}, "strictMemory": true}"#,
             true,
         )
         .expect("valid");
         assert_eq!(op.env, ["TZ=UTC"]);
+        assert!(op.strict_memory);
         let p = &op.rdk_plugins["httpproxy"];
         assert!(p.required && p.depends_on.is_empty());
         let (label, v) = op.platform_overlay().expect("overlay");

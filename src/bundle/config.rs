@@ -60,6 +60,19 @@ pub struct ConfigInputs<'a> {
     pub rootfs: &'a Path,
     /// `-r`: every mount destination is a mount point to create.
     pub create_mount_points: bool,
+    pub memory: MemoryLimit,
+}
+
+/// How `linux.resources.memory.limit` is set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MemoryLimit {
+    /// BundleGen's: only when the platform has `hardware.maxRam`, from the
+    /// app's `resources.ram` lowered to `maxRam` with a warning.
+    #[default]
+    BundleGen,
+    /// Always the app's `resources.ram`; an app above `maxRam` is refused
+    /// before (`compat::check_ram`).
+    Strict,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -394,9 +407,11 @@ fn linux_section(
                     inp.app.resources.ram
                 ),
             ));
-            max.bytes()
+            Some(max.bytes())
         }
-        _ => app_ram,
+        Some(_) => Some(app_ram),
+        None if inp.memory == MemoryLimit::Strict => Some(app_ram),
+        None => None,
     };
     let mut namespaces = vec![
         json!({"type": "pid"}),
@@ -425,11 +440,14 @@ fn linux_section(
     let mut linux = json!({
         "namespaces": namespaces,
         "devices": devices,
-        "resources": {"devices": rules, "memory": {"limit": limit}},
+        "resources": {"devices": rules},
         "maskedPaths": ["/proc/kcore", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
                         "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
         "readonlyPaths": ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
     });
+    if let Some(limit) = limit {
+        linux["resources"]["memory"] = json!({"limit": limit});
+    }
     if users.userns && !users.uid_mappings.is_empty() {
         linux["uidMappings"] = json!(users.uid_mappings);
     }

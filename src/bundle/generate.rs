@@ -54,6 +54,8 @@ pub struct GenerateOptions<'a> {
     pub matching: MatchOptions,
     /// `-r`
     pub create_mount_points: bool,
+    /// `--strict-memory` (the operator's `strictMemory` also turns it on).
+    pub strict_memory: bool,
     /// `-y`
     pub overwrite: bool,
     pub archive: ArchiveKind,
@@ -165,6 +167,12 @@ pub fn generate(
     let app = load_app(&rootfs, image, opts, &diag)?;
     let app_json = serde_json::to_value(&app).map_err(|e| Error::Output { path: rootfs.clone(), source: std::io::Error::other(e) })?;
     compat::check_platform(platform, image, &app_json, &diag)?;
+    let memory = if opts.strict_memory || opts.operator.is_some_and(|o| o.strict_memory) {
+        compat::check_ram(platform, &app_json)?;
+        config::MemoryLimit::Strict
+    } else {
+        config::MemoryLimit::BundleGen
+    };
 
     diag.progress(Progress::Begin { step: "analysing ELF files".into(), total: None, unit: Unit::Items });
     let scan = elf::scan(&rootfs, &diag).map_err(|source| Error::Scan { path: rootfs.clone(), source })?;
@@ -185,6 +193,7 @@ pub fn generate(
             lib_mounts: &plan.mounts,
             rootfs: &rootfs,
             create_mount_points: opts.create_mount_points,
+            memory,
         },
         &diag,
     )?;

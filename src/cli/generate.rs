@@ -96,6 +96,11 @@ pub struct GenerateArgs {
     /// Write a JSON report of every decision to FILE
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Always set the app's resources.ram as the memory limit and refuse
+    /// (exit 2) an app above hardware.maxRam; default, as BundleGen: a
+    /// limit only when the platform has maxRam, lowered to it with a warning
+    #[arg(long)]
+    pub strict_memory: bool,
     /// Unknown keys in platform, app metadata and operator files are errors
     #[arg(long)]
     pub strict: bool,
@@ -181,6 +186,7 @@ pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
             graphics: false,
         },
         create_mount_points: args.createmountpoints,
+        strict_memory: args.strict_memory,
         overwrite: args.yes,
         archive,
         strict: args.strict,

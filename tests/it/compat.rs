@@ -220,7 +220,12 @@ fn platform_checks_name_the_cause() {
     assert!(fails(&resolved("arm", Some("v7")), json!({})).contains("arm"));
     assert!(fails(&arm64, json!({"features": ["Netflix"]})).contains("Netflix"));
     assert!(fails(&arm64, json!({"network": {"type": "private"}})).contains("private"));
-    assert!(fails(&arm64, json!({"resources": {"ram": "512M"}})).contains("512M"));
+    // RAM above maxRam is capped by default (as BundleGen) and refused
+    // only by the strict memory policy.
+    let big = json!({"id": "com.x", "resources": {"ram": "512M"}});
+    compat::check_platform(&p, &arm64, &big, &Silent).expect("capped, not refused");
+    let err = compat::check_ram(&p, &big).expect_err("strict memory");
+    assert!(err.to_string().contains("512M"), "{err}");
     assert!(
         fails(
             &arm64,

@@ -123,6 +123,7 @@ impl Build<'_> {
             lib_mounts: &self.libs,
             rootfs: self.rootfs,
             create_mount_points: self.create_mount_points,
+            memory: config::MemoryLimit::BundleGen,
         };
         let built = config::build(&inputs, &diag)?;
         Ok((

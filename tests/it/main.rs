@@ -13,6 +13,7 @@ mod faults;
 mod fuzz_replay;
 mod generate;
 mod hostile;
+mod issue11;
 mod layout_edit;
 mod libmatch;
 mod libmatch_host;

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{ConfigError, ConfigInputs, Mode, MountPoint, MountPointKind};
+use super::{ConfigError, ConfigInputs, MountPoint, MountPointKind};
 use crate::diag::{Diagnostics, Warning};
 use crate::platform::model::Mount;
 
@@ -297,10 +297,14 @@ pub(super) fn standard(inp: &ConfigInputs<'_>, userns: bool, open_network: bool)
             &["nosuid", "noexec", "nodev", "relatime", "ro"],
         ));
     }
-    if inp.mode == Mode::Crun && open_network {
-        // Host networking: the host's resolver configuration. Every
-        // restricting flag is set so that a locked flag of the source mount
-        // is never cleared inside a user namespace.
+    if open_network {
+        // Host networking: the host's resolver configuration, in both
+        // modes. Dobby's networking plugin adds this mount itself only for
+        // `nat` and `none` (NetworkingPlugin::postInstallation, and only
+        // without dnsmasq, which writes its own file); an `open` container
+        // gets nothing from it. Every restricting flag is set so that a
+        // locked flag of the source mount is never cleared inside a user
+        // namespace.
         let src = map_path("/etc/resolv.conf", inp);
         v.push(OciMount::bind(
             &src,
