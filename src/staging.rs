@@ -22,8 +22,12 @@ use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StagingError {
-    #[error("{path} already exists and is not empty\nhelp: pass --force (or -y) to replace it")]
+    /// The option that replaces it differs per command (`generate -y`,
+    /// `unpack --force`): the command line adds it as `help:`.
+    #[error("{path} already exists and is not empty")]
     Exists { path: PathBuf },
+    #[error("{path} exists and is not a directory; refusing to replace it with one\nhelp: remove it, or name another directory")]
+    NotADirectory { path: PathBuf },
     #[error("{path} is a symbolic link; refusing to write through it\nhelp: name the real directory instead")]
     Symlink { path: PathBuf },
     #[error("{path} has no file name to write to")]
@@ -84,8 +88,7 @@ impl Staging {
                     return Err(StagingError::Exists { path: dest });
                 }
             }
-            Ok(_) if !overwrite => return Err(StagingError::Exists { path: dest }),
-            Ok(_) => {}
+            Ok(_) => return Err(StagingError::NotADirectory { path: dest }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(source) => return Err(StagingError::Io { op: "inspect", path: dest, source }),
         }
@@ -122,6 +125,7 @@ impl Staging {
             }
             Err(e) => return Err(io_err("inspect", &self.dest, e)),
             Ok(m) if m.file_type().is_symlink() => return Err(StagingError::Symlink { path: self.dest.clone() }),
+            Ok(m) if !m.is_dir() => return Err(StagingError::NotADirectory { path: self.dest.clone() }),
             Ok(_) if !self.overwrite => {
                 // rename(2) replaces an empty directory and nothing else.
                 fs::rename(&self.temp, &self.dest).map_err(|e| match e.raw_os_error() {
@@ -423,6 +427,14 @@ mod tests {
         fs::create_dir(&dest).unwrap();
         fs::write(dest.join("old"), b"1").unwrap();
         assert!(matches!(Staging::new(&dest, false), Err(StagingError::Exists { .. })));
+        // Issue 11: a file is never replaced by a directory, even with -y.
+        let file = t.path().join("file");
+        fs::write(&file, b"keep").unwrap();
+        for overwrite in [false, true] {
+            assert!(matches!(Staging::new(&file, overwrite), Err(StagingError::NotADirectory { .. })));
+        }
+        assert_eq!(fs::read(&file).unwrap(), b"keep");
+        fs::remove_file(&file).unwrap();
         std::os::unix::fs::symlink(&dest, t.path().join("link")).unwrap();
         assert!(matches!(Staging::new(&t.path().join("link"), true), Err(StagingError::Symlink { .. })));
         // A trailing slash would make lstat follow the link.

@@ -47,7 +47,7 @@ use crate::layers::RecordedMeta;
 use crate::rootfs::{self, Missing, Walker, cstr};
 use crate::staging::{StagedFile, StagingError};
 
-pub use ipk::{IpkMeta, stage_ipk, write_ipk};
+pub use ipk::{IpkLayout, IpkMeta, stage_ipk, write_ipk};
 
 /// How the tar stream is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +125,7 @@ impl<'a> ArchiveOptions<'a> {
         }
     }
 
-    fn threads(&self) -> usize {
+    pub(crate) fn threads(&self) -> usize {
         match self.threads {
             0 => std::thread::available_parallelism()
                 .map(|n| n.get())

@@ -293,13 +293,11 @@ pub fn build(inp: &ConfigInputs<'_>, diag: &dyn Diagnostics) -> Result<BuiltConf
             m.add_declared(om, &format!("{}: mounts[{i}]", op.source.display()), inp)?;
         }
     }
-    if inp.mode == Mode::Crun {
-        for o in m.optional.drain(..) {
-            diag.warning(Warning::new(
-                o.destination.clone(),
-                "X-dobby.optional mounts need Dobby's storage plugin: not mounted in a crun bundle",
-            ));
-        }
+    for destination in m.made_plain.drain(..) {
+        diag.warning(Warning::new(
+            destination,
+            "X-dobby.optional: a crun bundle has no optional mounts (Dobby's storage plugin), so this is an ordinary mount, as in BundleGen's: the container does not start on a device without its source",
+        ));
     }
     for p in &inp.app.storage.persistent {
         points.push(MountPoint {

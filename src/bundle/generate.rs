@@ -39,7 +39,7 @@ const MAX_APPMETADATA: u64 = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArchiveKind {
     Tar(Compression),
-    Ipk,
+    Ipk(archive::IpkLayout),
     None,
 }
 
@@ -134,7 +134,7 @@ impl From<&ArchiveInfo> for ArchiveSummary {
 pub fn archive_path(outputdir: &Path, kind: ArchiveKind) -> Option<PathBuf> {
     let ext = match kind {
         ArchiveKind::Tar(c) => c.extension(),
-        ArchiveKind::Ipk => "ipk",
+        ArchiveKind::Ipk(_) => "ipk",
         ArchiveKind::None => return None,
     };
     let mut name = outputdir.file_name()?.to_os_string();
@@ -225,7 +225,7 @@ pub fn generate(
     let archive_opts = archive_options(platform, &built, &flattened.recorded, opts)?;
     let staged_archive = match (opts.archive, archive_path(outputdir, opts.archive)) {
         (ArchiveKind::Tar(_), Some(out)) => Some(archive::stage_tar(staging.path(), &out, &archive_opts)?),
-        (ArchiveKind::Ipk, Some(out)) => {
+        (ArchiveKind::Ipk(layout), Some(out)) => {
             let arch = platform.spec.arch.as_ref();
             let meta = archive::IpkMeta {
                 package: app.id.clone(),
@@ -237,7 +237,7 @@ pub fn generate(
                 description: app.description.clone().unwrap_or_else(|| app.id.clone()),
                 priority: app.priority.clone(),
             };
-            Some(archive::stage_ipk(staging.path(), &out, &meta, &archive_opts)?)
+            Some(archive::stage_ipk(staging.path(), &out, &meta, layout, &archive_opts)?)
         }
         _ => None,
     };

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::{ArgAction, Args, ValueEnum};
 
 use super::{Console, Failure};
-use bundlegen::bundle::archive::Compression;
+use bundlegen::bundle::archive::{Compression, IpkLayout};
 use bundlegen::bundle::config::Mode;
 use bundlegen::bundle::generate::{self, ArchiveKind, GenerateOptions};
 use bundlegen::image::{ImageRef, OpenImage, OpenOptions, Selector};
@@ -26,6 +26,15 @@ pub enum LibMatchingMode {
     Image,
     /// Take the device's library whenever it has the same soname
     Host,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IpkFormat {
+    /// BundleGen's: a gzip'd tar of data.tar.gz, control.tar.gz and
+    /// debian-binary (`tar xzf` unpacks it)
+    Bundlegen,
+    /// opkg-build's: the same members in an `ar` archive (`ar x` unpacks it)
+    Ar,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -78,11 +87,16 @@ pub struct GenerateArgs {
     /// Replace OUTPUTDIR (and its archive) if they exist
     #[arg(short = 'y', long = "yes")]
     pub yes: bool,
-    /// Write OUTPUTDIR.ipk (opkg package) instead of OUTPUTDIR.tar.gz
-    #[arg(short = 'i', long = "ipk", conflicts_with = "no_archive")]
+    /// Write OUTPUTDIR.ipk (opkg package) instead of OUTPUTDIR.tar.gz;
+    /// FILE_FORMAT_IPK=1 (or true, yes, on) does the same
+    #[arg(short = 'i', long = "ipk", env = "FILE_FORMAT_IPK", conflicts_with = "no_archive",
+          action = ArgAction::SetTrue, value_parser = click_bool)]
     pub ipk: bool,
+    /// Container of the .ipk: BundleGen's gzip'd tar, or opkg-build's ar
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "bundlegen")]
+    pub ipk_format: IpkFormat,
     /// Registry credentials USER[:PASSWORD] for docker:// images
-    #[arg(short = 'c', long = "creds", value_name = "CREDS")]
+    #[arg(short = 'c', long = "creds", value_name = "CREDS", env = "RDK_OCI_REGISTRY_CREDS", hide_env_values = true)]
     pub creds: Option<String>,
     /// Operator configuration applied over the platform
     #[arg(long, value_name = "FILE")]
@@ -122,6 +136,18 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
+    let oci_output = args.oci_output.clone();
+    run_generate(args, console).map_err(|f| {
+        f.with_replace_help(|path| match &oci_output {
+            Some(dir) if dir.as_path() == path => {
+                "--oci-output replaces an OCI image layout only: remove the directory, or name another".into()
+            }
+            _ => "pass -y to replace it".into(),
+        })
+    })
+}
+
+fn run_generate(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
     let started = Instant::now();
     if args.threads > 0 {
         // The ELF scan uses rayon's global pool.
@@ -159,7 +185,10 @@ pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
     let archive = if args.no_archive {
         ArchiveKind::None
     } else if args.ipk {
-        ArchiveKind::Ipk
+        ArchiveKind::Ipk(match args.ipk_format {
+            IpkFormat::Bundlegen => IpkLayout::BundleGen,
+            IpkFormat::Ar => IpkLayout::Ar,
+        })
     } else {
         ArchiveKind::Tar(match args.compression {
             ArchiveCompression::Gzip => Compression::Gzip,
@@ -195,14 +224,6 @@ pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
         threads: args.threads,
         flatten: args.flatten.options(),
     };
-    if !args.yes
-        && let Some(out) = generate::archive_path(&args.outputdir, archive)
-            && std::fs::symlink_metadata(&out).is_ok() {
-                return Err(Failure::BadInput(anyhow::anyhow!(
-                    "{} already exists\nhelp: pass -y to replace it",
-                    out.display()
-                )));
-            }
     let report = generate::generate(&source, &image, &args.outputdir, &opts, console).map_err(|e| vanished(&args.outputdir, e))?;
     if let Some(path) = &args.report {
         let mut json = serde_json::to_vec_pretty(&report).context("cannot encode the report").map_err(Failure::Processing)?;
@@ -224,7 +245,23 @@ pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
         report.archive.as_ref().map(|a| format!(", archive {} ({} KiB)", a.path.display(), a.size >> 10)).unwrap_or_default(),
         started.elapsed().as_secs_f64()
     ));
+    // BundleGen's last line, which scripts look for: the absolute path of
+    // the archive (of the bundle directory with --no-archive).
+    let done = generate::archive_path(&args.outputdir, archive).unwrap_or_else(|| args.outputdir.clone());
+    let done = std::path::absolute(&done).unwrap_or(done);
+    console.note(&format!("Successfully generated bundle at {}", done.display()));
     Ok(())
+}
+
+/// A boolean from the environment as click 7 (BundleGen's) reads it: `1`,
+/// `true`, `t`, `yes`, `y`, `on` and `0`, `false`, `f`, `no`, `n`, `off`
+/// in any case; empty is unset (off).
+fn click_bool(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "t" | "yes" | "y" | "on" => Ok(true),
+        "0" | "false" | "f" | "no" | "n" | "off" | "" => Ok(false),
+        _ => Err("expected 1, true, yes, on or 0, false, no, off (from -i or FILE_FORMAT_IPK)".into()),
+    }
 }
 
 /// A failure, explained when the output's directory is gone.

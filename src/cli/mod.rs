@@ -12,7 +12,7 @@ mod validate;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, Parser, Subcommand};
 
 use bundlegen::error::Category;
 pub use console::Console;
@@ -34,6 +34,10 @@ pub struct Cli {
     /// Print only warnings and errors
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Accepted for BundleGen's scripts (`bundlegen -vv generate ...`):
+    /// bundlegen prints the same at every level
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -91,6 +95,41 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// Adds the `help:` line naming the option that replaces an existing
+    /// output, which only the command knows: `help(path)` for the path of
+    /// an "already exists" error.
+    fn with_replace_help(self, help: impl FnOnce(&std::path::Path) -> String) -> Failure {
+        let add = |e: anyhow::Error| match existing_output(&e) {
+            Some(path) => {
+                let help = help(&path);
+                anyhow::anyhow!("{e}\nhelp: {help}")
+            }
+            None => e,
+        };
+        match self {
+            Failure::BadInput(e) => Failure::BadInput(add(e)),
+            other => other,
+        }
+    }
+}
+
+/// The path of an "already exists" output error anywhere in `e`.
+fn existing_output(e: &anyhow::Error) -> Option<std::path::PathBuf> {
+    use bundlegen::bundle::ocidir::OciDirError;
+    use bundlegen::error::{Error, StagingError};
+    e.chain().find_map(|c| {
+        let staging = c.downcast_ref::<StagingError>().or(match c.downcast_ref::<Error>() {
+            Some(Error::Staging(s) | Error::OciDir(OciDirError::Staging(s))) => Some(s),
+            _ => None,
+        });
+        match staging {
+            Some(StagingError::Exists { path }) => Some(path.clone()),
+            _ => None,
+        }
+    })
+}
+
 /// Classifies an error by the library error inside it, if any.
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
@@ -113,7 +152,9 @@ pub fn run(cli: Cli) -> ExitCode {
     let console = Console::new(cli.quiet);
     let result = match cli.command {
         Command::Generate(args) => generate::run(*args, &console),
-        Command::Unpack(args) => unpack::run(args, &console).map_err(Failure::from),
+        Command::Unpack(args) => unpack::run(args, &console)
+            .map_err(Failure::from)
+            .map_err(|f| f.with_replace_help(|_| "pass --force (-f) to replace it".into())),
         Command::Validate(args) => validate::run(args, &console),
         Command::Inspect(args) => inspect::run(args).map_err(Failure::from),
         Command::Platform(args) => platform::run(&args, &console),

@@ -73,7 +73,7 @@ pub enum ImageError {
         #[source]
         source: Option<io::Error>,
     },
-    #[error("skopeo could not copy `{reference}` to a local layout: {stderr}\nhelp: is skopeo installed, and are the credentials (-c) right?")]
+    #[error("skopeo could not copy `{reference}` to a local layout: {stderr}\nhelp: is skopeo installed, and are the credentials (-c or RDK_OCI_REGISTRY_CREDS) right?")]
     Skopeo { reference: String, stderr: String },
     #[error("cannot create a temporary directory for {reference}")]
     Temp {

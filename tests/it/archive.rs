@@ -8,7 +8,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bundlegen::bundle::archive::{self, ArchiveOptions, Compression, IpkMeta};
+use bundlegen::bundle::archive::{self, ArchiveOptions, Compression, IpkLayout, IpkMeta};
 use bundlegen::bundle::{ocidir, prep};
 use bundlegen::image::spec::ImageConfig;
 use bundlegen::layers::RecordedMeta;
@@ -404,8 +404,10 @@ fn owner_and_mask_and_epoch() {
     ));
 }
 
+/// Issue 11: BundleGen's ipk (a gzip'd tar, unpacked by `tar xzf`) by
+/// default and opkg-build's `ar` on request, with the same members.
 #[test]
-fn ipk_is_an_ar_with_bundlegen_members() {
+fn ipk_layouts_unpack_with_tar_and_ar() {
     if !have("ar") || !have("tar") {
         return;
     }
@@ -420,27 +422,40 @@ fn ipk_is_an_ar_with_bundlegen_members() {
         description: "demo".into(),
         priority: None,
     };
-    let out = t.path().join("bundle.ipk");
-    let one = archive::write_ipk(&b, &out, &meta, &opts(&none, Compression::Gzip, 1)).unwrap();
-    assert_eq!(
-        run(Command::new("ar").arg("t").arg(&out)),
-        "debian-binary\ncontrol.tar.gz\ndata.tar.gz\n"
-    );
-    run(Command::new("ar").arg("x").arg(&out).current_dir(t.path()));
-    assert_eq!(fs::read(t.path().join("debian-binary")).unwrap(), b"2.0\n");
-    let control = run(Command::new("tar")
-        .args(["-xzOf", "control.tar.gz", "control"])
-        .current_dir(t.path()));
-    assert!(
-        control.starts_with("Package: com.rdk.demo\nVersion: 1.0.0\nArchitecture: armv7\n"),
-        "{control}"
-    );
-    let data = run(Command::new("tar")
-        .args(["-tzf", "data.tar.gz"])
-        .current_dir(t.path()));
-    assert!(data.starts_with("config.json\nrootfs/\n"), "{data}");
-    let two = archive::write_ipk(&b, &out, &meta, &opts(&none, Compression::Gzip, 4)).unwrap();
-    assert_eq!(one.sha256, two.sha256);
+    for (layout, list, unpack, debian_binary) in [
+        (IpkLayout::BundleGen, ["tar", "-tzf"], ["tar", "-xzf"], &b"2.0"[..]),
+        (IpkLayout::Ar, ["ar", "t"], ["ar", "x"], &b"2.0\n"[..]),
+    ] {
+        let dir = t.path().join(format!("{layout:?}"));
+        fs::create_dir(&dir).unwrap();
+        let out = t.path().join(format!("{layout:?}.ipk"));
+        let one = archive::write_ipk(&b, &out, &meta, layout, &opts(&none, Compression::Gzip, 1)).unwrap();
+        let members = run(Command::new(list[0]).arg(list[1]).arg(&out));
+        let want = match layout {
+            // BundleGen's order (utils.py create_ipk)
+            IpkLayout::BundleGen => "data.tar.gz\ncontrol.tar.gz\ndebian-binary\n",
+            IpkLayout::Ar => "debian-binary\ncontrol.tar.gz\ndata.tar.gz\n",
+        };
+        assert_eq!(members, want, "{layout:?}");
+        run(Command::new(unpack[0]).arg(unpack[1]).arg(&out).current_dir(&dir));
+        assert_eq!(fs::read(dir.join("debian-binary")).unwrap(), debian_binary, "{layout:?}");
+        let control = run(Command::new("tar")
+            .args(["-xzOf", "control.tar.gz", "control"])
+            .current_dir(&dir));
+        assert!(
+            control.starts_with("Package: com.rdk.demo\nVersion: 1.0.0\nArchitecture: armv7\n"),
+            "{control}"
+        );
+        let data = run(Command::new("tar")
+            .args(["-tzf", "data.tar.gz"])
+            .current_dir(&dir));
+        assert!(data.starts_with("config.json\nrootfs/\n"), "{data}");
+        // The bundle unpacks from data.tar.gz byte for byte.
+        run(Command::new("tar").args(["-xzf", "data.tar.gz"]).current_dir(&dir));
+        assert_eq!(fs::read(dir.join("rootfs/etc/passwd")).unwrap(), fs::read(b.join("rootfs/etc/passwd")).unwrap());
+        let two = archive::write_ipk(&b, &out, &meta, layout, &opts(&none, Compression::Gzip, 4)).unwrap();
+        assert_eq!(one.sha256, two.sha256, "{layout:?}: same bytes for any thread count");
+    }
 }
 
 #[test]

@@ -474,10 +474,11 @@ fn crun_bundle_has_no_dobby_parts() {
     assert!(c.get("rdkPlugins").is_none() && c.get("hooks").is_none());
     assert_eq!(c["process"]["args"][0], "/usr/bin/app");
     assert!(mounts_at(c, "/usr/libexec/DobbyInit").is_empty());
-    assert!(
-        mounts_at(c, "/tmp/sock").is_empty(),
-        "optional mounts are dropped"
-    );
+    // Issue 11: kept as an ordinary mount, as BundleGen's crun bundle does.
+    let sock = mounts_at(c, "/tmp/sock");
+    assert_eq!(sock.len(), 1, "optional mounts become plain mounts");
+    assert_eq!(sock[0]["source"], "/tmp/com.example.small");
+    assert_eq!(sock[0]["options"], json!(["rbind", "rw"]));
     assert!(
         warnings.iter().any(|w| w.contains("X-dobby.optional")),
         "{warnings:?}"

@@ -14,6 +14,7 @@ mod fuzz_replay;
 mod generate;
 mod hostile;
 mod issue11;
+mod issue11_cli;
 mod layout_edit;
 mod libmatch;
 mod libmatch_host;

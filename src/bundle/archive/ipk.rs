@@ -1,20 +1,22 @@
-//! The `.ipk` of `-i`: an opkg package holding the bundle.
+//! The `.ipk` of `-i`: an opkg package holding the bundle, in one of two
+//! containers ([`IpkLayout`]).
 //!
 //! BundleGen writes the package as a gzip'd tar of `data.tar.gz`,
-//! `control.tar.gz` and `debian-binary` ("2.0"); its `data.tar.gz` is the
-//! bundle tarball (bundle contents at the archive root: `config.json`,
-//! `rootfs/`), its `control.tar.gz` holds one file, `control`, with
-//! `Package` (app id), `Version` (metadata version, default 1.0.0),
-//! `Architecture` (platform arch + variant), `Description`, `Priority`
-//! (default optional) and an empty `Depends`.
+//! `control.tar.gz` and `debian-binary` (`2.0`, no newline), in that order;
+//! its `data.tar.gz` is the bundle tarball (bundle contents at the archive
+//! root: `config.json`, `rootfs/`), its `control.tar.gz` holds one file,
+//! `control`, with `Package` (app id), `Version` (metadata version, default
+//! 1.0.0), `Architecture` (platform arch + variant), `Description`,
+//! `Priority` (default optional) and an empty `Depends`. Scripts written
+//! for BundleGen unpack it with `tar xzf`; that is the default layout.
 //!
-//! We write the same members with the same content, but in the standard
-//! `ar` container in Debian order (`debian-binary`, `control.tar.gz`,
-//! `data.tar.gz`), which is what opkg-build writes and what `ar` and every
-//! opkg (whose reader accepts both containers) read. Members are always
-//! gzip'd whatever [`ArchiveOptions::compression`] says: opkg looks for
-//! those names. Everything is deterministic: member and entry mtimes are
-//! `SOURCE_DATE_EPOCH` (0 when unset), owners 0.
+//! [`IpkLayout::Ar`] writes the same members in the standard `ar`
+//! container in Debian order (`debian-binary` with `2.0\n`,
+//! `control.tar.gz`, `data.tar.gz`), which is what opkg-build writes and
+//! what `ar` and dpkg-style tools read; opkg reads both containers.
+//! Members are always gzip'd whatever [`ArchiveOptions::compression`] says:
+//! opkg looks for those names. Everything is deterministic: member and
+//! entry mtimes are `SOURCE_DATE_EPOCH` (0 when unset), owners 0.
 
 use std::io::{Read, Seek, Write};
 use std::path::Path;
@@ -24,6 +26,16 @@ use super::{
     ArchiveError, ArchiveInfo, ArchiveOptions, AtomicFile, Compression, Hashing, StagedArchive,
     pgzip,
 };
+
+/// The container of the package's three members.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IpkLayout {
+    /// BundleGen's: a gzip'd tar (`tar xzf` unpacks it).
+    #[default]
+    BundleGen,
+    /// opkg-build's and Debian's: an `ar` archive (`ar x` unpacks it).
+    Ar,
+}
 
 /// The fields of the ipk `control` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,9 +125,10 @@ pub fn write_ipk(
     bundle_dir: &Path,
     out: &Path,
     meta: &IpkMeta,
+    layout: IpkLayout,
     opts: &ArchiveOptions<'_>,
 ) -> Result<ArchiveInfo, ArchiveError> {
-    stage_ipk(bundle_dir, out, meta, opts)?.persist()
+    stage_ipk(bundle_dir, out, meta, layout, opts)?.persist()
 }
 
 /// Writes the package of [`write_ipk`] to its temporary file only (see
@@ -124,6 +137,7 @@ pub fn stage_ipk(
     bundle_dir: &Path,
     out: &Path,
     meta: &IpkMeta,
+    layout: IpkLayout,
     opts: &ArchiveOptions<'_>,
 ) -> Result<StagedArchive, ArchiveError> {
     let control = meta.control()?;
@@ -150,24 +164,44 @@ pub fn stage_ipk(
 
     let file = dest.file().map_err(werr)?;
     let mut w = Hashing::new(std::io::BufWriter::new(file));
-    w.write_all(b"!<arch>\n").map_err(werr)?;
-    ar_member(
-        &mut w,
-        "debian-binary",
-        epoch,
-        b"2.0\n".len() as u64,
-        &mut &b"2.0\n"[..],
-    )
-    .map_err(werr)?;
-    ar_member(
-        &mut w,
-        "control.tar.gz",
-        epoch,
-        control_gz.len() as u64,
-        &mut &control_gz[..],
-    )
-    .map_err(werr)?;
-    ar_member(&mut w, "data.tar.gz", epoch, data.size, &mut data_file).map_err(werr)?;
+    match layout {
+        IpkLayout::BundleGen => {
+            // The members are compressed already: the fastest level.
+            let mut gz = pgzip::ParGzWriter::new(&mut w, 1, opts.threads()).map_err(werr)?;
+            tar_member(&mut gz, "data.tar.gz", epoch, data.size, &mut data_file).map_err(werr)?;
+            tar_member(
+                &mut gz,
+                "control.tar.gz",
+                epoch,
+                control_gz.len() as u64,
+                &mut &control_gz[..],
+            )
+            .map_err(werr)?;
+            tar_member(&mut gz, "debian-binary", epoch, 3, &mut &b"2.0"[..]).map_err(werr)?;
+            gz.write_all(&[0; 2 * header::BLOCK]).map_err(werr)?;
+            gz.finish().map_err(werr)?;
+        }
+        IpkLayout::Ar => {
+            w.write_all(b"!<arch>\n").map_err(werr)?;
+            ar_member(
+                &mut w,
+                "debian-binary",
+                epoch,
+                b"2.0\n".len() as u64,
+                &mut &b"2.0\n"[..],
+            )
+            .map_err(werr)?;
+            ar_member(
+                &mut w,
+                "control.tar.gz",
+                epoch,
+                control_gz.len() as u64,
+                &mut &control_gz[..],
+            )
+            .map_err(werr)?;
+            ar_member(&mut w, "data.tar.gz", epoch, data.size, &mut data_file).map_err(werr)?;
+        }
+    }
     let (sha256, size, buffered) = w.finish();
     buffered.into_inner().map_err(|e| werr(e.into_error()))?;
     Ok(StagedArchive {
@@ -206,6 +240,40 @@ fn control_tar_gz(control: &[u8], mtime: i64) -> std::io::Result<Vec<u8>> {
     let mut gz = pgzip::ParGzWriter::new(Vec::new(), 9, 1)?;
     gz.write_all(&tar)?;
     gz.finish()
+}
+
+/// One regular file of a tar stream: header, data, padding.
+fn tar_member<W: Write, R: Read>(
+    w: &mut W,
+    name: &str,
+    mtime: i64,
+    size: u64,
+    data: &mut R,
+) -> std::io::Result<()> {
+    let h = Header {
+        path: name.as_bytes().to_vec(),
+        kind: Kind::File,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        mtime,
+        size,
+        link: Vec::new(),
+        dev_major: 0,
+        dev_minor: 0,
+        xattrs: Default::default(),
+    };
+    let mut head = Vec::new();
+    header::encode(&h, &mut head).map_err(std::io::Error::other)?;
+    w.write_all(&head)?;
+    let copied = std::io::copy(&mut Read::take(&mut *data, size), w)?;
+    if copied != size {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{name} is shorter than its {size} bytes"),
+        ));
+    }
+    w.write_all(&vec![0; header::padding(size)])
 }
 
 /// One member of a common-format `ar` archive (names without the GNU `/`).

@@ -5,7 +5,9 @@
 //! - `X-mount.mkdir`: the mount point is a directory (with `-r`);
 //! - `X-mount.no`: not mounted; only its mount point is created;
 //! - `X-dobby.optional`: mounted by Dobby's storage plugin only when the
-//!   source exists (`rdkPlugins.storage.data.dynamic`).
+//!   source exists (`rdkPlugins.storage.data.dynamic`); in a crun bundle,
+//!   as in BundleGen's, an ordinary mount in its place (a plain OCI runtime
+//!   has no optional mounts).
 //!
 //! `{id}` in a source is the app id; `pathMappings` rewrite the host side
 //! of bind mounts to where this device keeps a standard path.
@@ -14,7 +16,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{ConfigError, ConfigInputs, MountPoint, MountPointKind};
+use super::{ConfigError, ConfigInputs, Mode, MountPoint, MountPointKind};
 use crate::diag::{Diagnostics, Warning};
 use crate::platform::model::Mount;
 
@@ -83,8 +85,11 @@ impl OciMount {
 #[derive(Debug, Default)]
 pub(super) struct Mounts {
     pub list: Vec<OciMount>,
-    /// `X-dobby.optional` mounts, the option removed.
+    /// `X-dobby.optional` mounts, the option removed (Dobby mode).
     pub optional: Vec<OciMount>,
+    /// Destinations of `X-dobby.optional` mounts kept as ordinary mounts
+    /// (crun mode).
+    pub made_plain: Vec<String>,
     /// Mount points to create whatever `-r` says (`X-mount.no`).
     pub points: Vec<MountPoint>,
 }
@@ -147,8 +152,11 @@ impl Mounts {
         } else {
             om.dir = true;
         }
-        if optional {
+        if optional && inp.mode == Mode::Dobby {
             self.optional.push(om);
+        } else if optional {
+            self.made_plain.push(om.destination.clone());
+            self.push(om);
         } else {
             self.push(om);
         }
