@@ -147,6 +147,16 @@ pub enum Incompatible {
     MissingInterpreter { path: String, interpreter: String },
     #[error("{path} needs libraries that neither the bundle nor the device provides: {}", libs.join("; "))]
     MissingLibraries { path: String, libs: Vec<String> },
+    /// An entrypoint failure in an image where a layer replaced a symlink
+    /// to a directory with a directory (`lib -> usr/lib` then `lib/`).
+    #[error(
+        "{inner}\nnote: a layer replaced the directory symlink {} with a directory, so what the lower layers put there (the loader, libraries) is no longer reachable through it\nhelp: pass --keep-dirlinks to keep such symlinks and write the layer's entries through them (umoci --keep-dirlinks)",
+        links.join(", ")
+    )]
+    AfterReplacedDirlinks {
+        inner: Box<Incompatible>,
+        links: Vec<String>,
+    },
     #[error("cannot read {path} in the rootfs")]
     Read {
         path: String,

@@ -45,8 +45,10 @@ pub enum ArchiveKind {
 
 pub struct GenerateOptions<'a> {
     pub platform: &'a Platform,
-    /// `-a`; `None` reads `/appmetadata.json` from the image.
-    pub app_metadata: Option<&'a Path>,
+    /// `-a`, read by the caller before it opens the image
+    /// ([`AppMetadata::load`]); `None` reads `/appmetadata.json` from the
+    /// image.
+    pub app_metadata: Option<&'a AppMetadata>,
     /// `-x`
     pub app_id: Option<&'a str>,
     pub operator: Option<&'a Operator>,
@@ -152,11 +154,28 @@ pub fn generate(
 ) -> Result<Report, Error> {
     let diag = Tee::new(diag);
     let platform = opts.platform;
+    // Inputs are read before the image is touched: a wrong `-x` or `-a`
+    // file fails in a moment, not after every layer is flattened.
+    if let Some(id) = opts.app_id {
+        crate::appmeta::check_id(id).map_err(|reason| crate::appmeta::AppMetaError::BadId {
+            path: PathBuf::from("--appid"),
+            key: "id",
+            id: id.to_owned(),
+            reason,
+        })?;
+    }
+    let given_app = opts.app_metadata.cloned();
     compat::check_arch(platform, image, &diag)?;
     staging::refuse_overlap(outputdir, &source.dir, "the image layout")?;
     if let Some(dir) = opts.oci_output {
         staging::refuse_overlap(dir, &source.dir, "the image layout")?;
         staging::refuse_overlap(dir, outputdir, "the bundle directory")?;
+        // Refused now, not after the bundle is in place: only an OCI
+        // layout (or an empty directory) is replaced (ocidir::write).
+        let occupied = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+        if occupied && !dir.join("oci-layout").is_file() {
+            return Err(staging::StagingError::Exists { path: dir.to_owned() }.into());
+        }
     }
 
     let staging = Staging::new(outputdir, opts.overwrite)?;
@@ -164,7 +183,7 @@ pub fn generate(
     std::fs::create_dir(&rootfs).map_err(|source| Error::Output { path: rootfs.clone(), source })?;
     let flattened = layers::flatten(source, image, &rootfs, &opts.flatten, &diag)?;
 
-    let app = load_app(&rootfs, image, opts, &diag)?;
+    let app = load_app(&rootfs, image, given_app, opts, &diag)?;
     let app_json = serde_json::to_value(&app).map_err(|e| Error::Output { path: rootfs.clone(), source: std::io::Error::other(e) })?;
     compat::check_platform(platform, image, &app_json, &diag)?;
     let memory = if opts.strict_memory || opts.operator.is_some_and(|o| o.strict_memory) {
@@ -180,7 +199,13 @@ pub fn generate(
     let command = command_of(image);
     let matching = MatchOptions { graphics: app.graphics, ..opts.matching.clone() };
     let plan = libmatch::plan(&rootfs, &scan, platform, platform.libs.as_ref(), command.first().map(String::as_str), &matching, &diag)?;
-    let entrypoint = compat::check_entrypoint(&rootfs, &command, path_env(image).as_deref(), platform, &scan, &plan, platform.libs.as_ref())?;
+    let entrypoint = compat::check_entrypoint(&rootfs, &command, path_env(image).as_deref(), platform, &scan, &plan, platform.libs.as_ref())
+        .map_err(|e| match &flattened.stats.replaced_dirlinks {
+            links if !links.is_empty() && !e.is_bad_input() && !e.is_failure() => {
+                compat::Incompatible::AfterReplacedDirlinks { inner: Box::new(e), links: links.clone() }
+            }
+            _ => e,
+        })?;
     let removed = libmatch::apply(&rootfs, &plan)?;
 
     let built = config::build(
@@ -278,12 +303,18 @@ pub fn generate(
     })
 }
 
-/// Reads the app metadata from `-a`, or from the image (then removes it
-/// from the bundle), and applies `-x`.
-fn load_app(rootfs: &Path, image: &ResolvedImage, opts: &GenerateOptions<'_>, diag: &dyn Diagnostics) -> Result<AppMetadata, Error> {
+/// The app metadata of `-a` (`given`, already read), or from the image
+/// (then removed from the bundle), with `-x` applied.
+fn load_app(
+    rootfs: &Path,
+    image: &ResolvedImage,
+    given: Option<AppMetadata>,
+    opts: &GenerateOptions<'_>,
+    diag: &dyn Diagnostics,
+) -> Result<AppMetadata, Error> {
     let in_image = rootfs.join(IMAGE_APPMETADATA);
-    let app = match opts.app_metadata {
-        Some(path) => AppMetadata::load(path, opts.strict, diag)?,
+    let app = match given {
+        Some(app) => app,
         None => {
             // Read inside the rootfs: a symlink there never reaches the host.
             let bytes = crate::rootfs::Walker::new(rootfs)

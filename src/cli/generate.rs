@@ -8,6 +8,7 @@ use clap::{ArgAction, Args, ValueEnum};
 
 use super::{Console, Failure};
 use bundlegen::bundle::archive::{Compression, IpkLayout};
+use bundlegen::appmeta::{AppMetaError, AppMetadata, check_id};
 use bundlegen::bundle::config::Mode;
 use bundlegen::bundle::generate::{self, ArchiveKind, GenerateOptions};
 use bundlegen::image::{ImageRef, OpenImage, OpenOptions, Selector};
@@ -149,6 +150,7 @@ pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
 
 fn run_generate(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
     let started = Instant::now();
+    super::check_search_paths(&args.searchpath)?;
     if args.threads > 0 {
         // The ELF scan uses rayon's global pool.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global();
@@ -167,6 +169,17 @@ fn run_generate(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
     };
     let load = LoadOptions { overlay_values: operator.iter().filter_map(Operator::platform_overlay).collect(), ..load };
     let platform = platform::load(&args.platform, &load, console).map_err(|e| Failure::BadInput(e.into()))?;
+    // Every input is read before the image is opened (which may mean a
+    // download): the app metadata file and the -x id.
+    let app_metadata = match &args.appmetadata {
+        Some(path) => Some(AppMetadata::load(path, args.strict, console).map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?),
+        None => None,
+    };
+    if let Some(id) = &args.appid {
+        check_id(id).map_err(|reason| {
+            Failure::from(bundlegen::error::Error::from(AppMetaError::BadId { path: "--appid".into(), key: "id", id: id.clone(), reason }))
+        })?;
+    }
 
     let reference = ImageRef::parse(&args.image).map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
     let source = OpenImage::open(&reference, &OpenOptions { creds: args.creds.clone(), temp_dir: None })
@@ -199,7 +212,7 @@ fn run_generate(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
     let source_date_epoch = source_date_epoch().map_err(Failure::BadInput)?;
     let opts = GenerateOptions {
         platform: &platform,
-        app_metadata: args.appmetadata.as_deref(),
+        app_metadata: app_metadata.as_ref(),
         app_id: args.appid.as_deref(),
         operator: operator.as_ref(),
         mode: if args.crun { Mode::Crun } else { Mode::Dobby },

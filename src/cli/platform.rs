@@ -98,6 +98,12 @@ fn bad(e: PlatformError) -> Failure {
 }
 
 pub fn run(args: &PlatformArgs, diag: &dyn Diagnostics) -> Result<(), Failure> {
+    if let PlatformCommand::List { search, .. } | PlatformCommand::Show { search, .. } = &args.command {
+        super::check_search_paths(&search.searchpath)?;
+    }
+    if let PlatformCommand::Init(a) = &args.command {
+        super::check_search_paths(&a.search.searchpath)?;
+    }
     match &args.command {
         PlatformCommand::List { search, json } => list(&search.options(), *json),
         PlatformCommand::Show {

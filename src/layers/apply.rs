@@ -348,7 +348,16 @@ impl<'a> Applier<'a> {
             Ok(st) if rootfs::is_symlink(&st) && self.options.keep_dirlinks && self.symlink_is_dir(dir, name) => {
                 return Ok(()); // --keep-dirlinks: the symlink stays, entries go through it.
             }
-            Ok(_) => {
+            Ok(st) => {
+                if rootfs::is_symlink(&st) && self.symlink_is_dir(dir, name) {
+                    let target = rootfs::read_link_at(dir.raw(), name).map(|t| display(&t)).unwrap_or_default();
+                    let link = format!("{} -> {target}", display(&h.path).trim_end_matches('/'));
+                    self.diag.warning(Warning::new(
+                        format!("layer {} entry {}", self.layer, display(&h.path)),
+                        format!("this directory replaces the symlink {link} of a lower layer, as OCI runtimes do: what the lower layers put under it is no longer reachable there (--keep-dirlinks keeps the symlink)"),
+                    ));
+                    self.stats.replaced_dirlinks.push(link);
+                }
                 self.walker.invalidate();
                 rootfs::unlink_at(dir.raw(), name, 0).map_err(|e| self.write_err(h, "replace the existing entry", e))?;
                 self.forget(path);

@@ -122,6 +122,10 @@ pub struct Stats {
     pub bytes: u64,
     /// Bytes of compressed layer blobs read.
     pub compressed_bytes: u64,
+    /// In-root paths of symlinks to directories that a later layer's
+    /// directory replaced (not with `keep_dirlinks`), `PATH -> TARGET`:
+    /// what was reached through them is gone.
+    pub replaced_dirlinks: Vec<String>,
 }
 
 /// The result of a flatten.

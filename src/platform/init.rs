@@ -42,6 +42,7 @@ pub fn init(
     diag: &dyn Diagnostics,
 ) -> Result<(Value, LibsInventory), PlatformError> {
     let root = &opts.rootfs;
+    check_name(&opts.name)?;
     if !root.is_dir() {
         let source = std::io::Error::from(std::io::ErrorKind::NotFound);
         return Err(PlatformError::Read {
@@ -125,8 +126,9 @@ fn template(
                 path: from.clone(),
                 source,
             })?;
-            let v = parse::parse_json(from, &text)?;
+            let mut v = parse::parse_json(from, &text)?;
             parse::check_fragment(from, &v, false, diag)?;
+            drop_missing_libraries(&mut v, from, root, diag);
             v
         }
         None => default_template(root),
@@ -156,6 +158,56 @@ fn template(
         &json!({ "platformName": opts.name, "os": "linux", "arch": arch_obj }),
     );
     Ok(platform)
+}
+
+/// The new platform's name becomes file names (`NAME.json`,
+/// `NAME_libs.json`) in the output directory: one plain file name.
+fn check_name(name: &str) -> Result<(), PlatformError> {
+    let bad = name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']);
+    if bad {
+        return Err(PlatformError::Init {
+            path: PathBuf::from("--name"),
+            message: format!(
+                "{name:?} is not a platform name: it becomes the file names NAME.json and NAME_libs.json in the output directory, so it cannot be empty, `.`, `..` or contain `/`\nhelp: choose the directory with -o"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Device libraries that `--from`'s template bind-mounts (`gpu.gfxLibs`,
+/// `dobby.pluginDependencies`, and `.so` sources of `mounts` and
+/// `gpu.extraMounts`) and that the new rootfs lacks are dropped with a
+/// warning: a bundle would otherwise bind-mount files the device does not
+/// have. Other mount sources (sockets, runtime directories) are kept.
+fn drop_missing_libraries(platform: &mut Value, from: &Path, root: &Path, diag: &dyn Diagnostics) {
+    let missing = |path: Option<&str>| path.is_some_and(|p| p.starts_with('/') && resolve_in_root(root, p).is_err());
+    let is_lib = |path: Option<&str>| path.is_some_and(|p| p.rsplit('/').next().unwrap_or("").contains(".so"));
+    let rules: [(&str, &str, bool); 4] = [
+        ("/gpu/gfxLibs", "/src", false),
+        ("/dobby/pluginDependencies", "", false),
+        ("/mounts", "/source", true),
+        ("/gpu/extraMounts", "/source", true),
+    ];
+    for (list, field, libs_only) in rules {
+        let Some(items) = platform.pointer_mut(list).and_then(Value::as_array_mut) else { continue };
+        let mut dropped = Vec::new();
+        items.retain(|item| {
+            let path = if field.is_empty() { item.as_str() } else { item.pointer(field).and_then(Value::as_str) };
+            let drop = missing(path) && (!libs_only || is_lib(path));
+            if drop {
+                dropped.push(path.unwrap_or_default().to_owned());
+            }
+            !drop
+        });
+        if !dropped.is_empty() {
+            let key = list.trim_start_matches('/').replace('/', ".");
+            diag.warning(Warning::new(
+                from.display().to_string(),
+                format!("{key}: dropped {}: not in the rootfs {}", dropped.join(", "), root.display()),
+            ));
+        }
+    }
 }
 
 fn default_template(root: &Path) -> Value {

@@ -15,6 +15,7 @@ mod generate;
 mod hostile;
 mod issue11;
 mod issue11_cli;
+mod issue11_errors;
 mod layout_edit;
 mod libmatch;
 mod libmatch_host;
