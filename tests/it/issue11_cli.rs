@@ -286,6 +286,17 @@ fn issue11_crun_bundle_keeps_optional_mounts_and_runc_runs_it() {
     };
     let out = run("bundlegen-issue11-optional");
     assert_eq!(out.status.code(), Some(3), "the file is visible in the container: {}", stderr_of(&out));
+    // BundleGen's crun bundle keeps the option itself; runc ignores it on
+    // a bind mount, so that bundle runs the same.
+    let mut bundlegen_form = config.clone();
+    for m in bundlegen_form["mounts"].as_array_mut().expect("mounts") {
+        if m["destination"] == "/opt/dyn" {
+            m["options"].as_array_mut().expect("options").push(json!("X-dobby.optional"));
+        }
+    }
+    fs::write(out_dir.join("config.json"), bundlegen_form.to_string()).expect("write");
+    let out = run("bundlegen-issue11-bgform");
+    assert_eq!(out.status.code(), Some(3), "BundleGen's form under runc: {}", stderr_of(&out));
     // Without the mount the same program sees no file: the mount did it.
     let mut config = config;
     config["mounts"].as_array_mut().expect("mounts").retain(|m| m["destination"] != "/opt/dyn");
