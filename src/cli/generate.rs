@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::{ArgAction, Args, ValueEnum};
+use clap::{Args, ValueEnum};
 
 use super::{Console, Failure};
 use bundlegen::bundle::archive::{Compression, IpkLayout};
@@ -89,9 +89,9 @@ pub struct GenerateArgs {
     #[arg(short = 'y', long = "yes")]
     pub yes: bool,
     /// Write OUTPUTDIR.ipk (opkg package) instead of OUTPUTDIR.tar.gz;
-    /// FILE_FORMAT_IPK=1 (or true, yes, on) does the same
-    #[arg(short = 'i', long = "ipk", env = "FILE_FORMAT_IPK", conflicts_with = "no_archive",
-          action = ArgAction::SetTrue, value_parser = click_bool)]
+    /// FILE_FORMAT_IPK=1 (or true, yes, on) in the environment does the
+    /// same, unless --no-archive is given
+    #[arg(short = 'i', long = "ipk", conflicts_with = "no_archive")]
     pub ipk: bool,
     /// Container of the .ipk: BundleGen's gzip'd tar, or opkg-build's ar
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "bundlegen")]
@@ -151,6 +151,11 @@ pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
 fn run_generate(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
     let started = Instant::now();
     super::check_search_paths(&args.searchpath)?;
+    // BundleGen's `-i` also comes from FILE_FORMAT_IPK (click's envvar).
+    let ipk_env = match std::env::var("FILE_FORMAT_IPK") {
+        Ok(v) => click_bool(&v).map_err(|e| Failure::BadInput(anyhow::anyhow!("FILE_FORMAT_IPK={v:?}: {e}")))?,
+        Err(_) => false,
+    };
     if args.threads > 0 {
         // The ELF scan uses rayon's global pool.
         let _ = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global();
@@ -197,7 +202,7 @@ fn run_generate(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
 
     let archive = if args.no_archive {
         ArchiveKind::None
-    } else if args.ipk {
+    } else if args.ipk || ipk_env {
         ArchiveKind::Ipk(match args.ipk_format {
             IpkFormat::Bundlegen => IpkLayout::BundleGen,
             IpkFormat::Ar => IpkLayout::Ar,
@@ -273,7 +278,7 @@ fn click_bool(value: &str) -> Result<bool, String> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "t" | "yes" | "y" | "on" => Ok(true),
         "0" | "false" | "f" | "no" | "n" | "off" | "" => Ok(false),
-        _ => Err("expected 1, true, yes, on or 0, false, no, off (from -i or FILE_FORMAT_IPK)".into()),
+        _ => Err("expected 1, true, yes, on or 0, false, no, off (or empty)".into()),
     }
 }
 

@@ -119,6 +119,17 @@ fn issue11_file_format_ipk_and_layouts() {
     let out = cmd.output().expect("run");
     assert_failed(out.status, &stderr_of(&out), 1, &["FILE_FORMAT_IPK", "maybe"]);
 
+    // --no-archive wins over the variable (the Yocto class passes it for
+    // host images); an explicit -i with it is a usage error.
+    clean(&w);
+    let mut cmd = generate(&w, &[], &["--no-archive"]);
+    cmd.env("FILE_FORMAT_IPK", "1");
+    ok(cmd);
+    assert!(w.out.is_dir() && !ipk.exists() && !w.archive().exists());
+    clean(&w);
+    let out = generate(&w, &[], &["--no-archive", "-i"]).output().expect("run");
+    assert_failed(out.status, &stderr_of(&out), 1, &["cannot be used with"]);
+
     clean(&w);
     ok(generate(&w, &[], &["-i", "--ipk-format", "ar"]));
     let out = Command::new("ar").arg("t").arg(&ipk).output().expect("ar");
