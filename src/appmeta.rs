@@ -351,15 +351,20 @@ impl AppMetadata {
 
     /// The same metadata with its id replaced (`-x/--appid`).
     pub fn with_id(mut self, id: &str) -> Result<Self, AppMetaError> {
-        check_id(id).map_err(|reason| AppMetaError::BadId {
-            path: PathBuf::from("--appid"),
-            key: "id",
-            id: id.to_owned(),
-            reason,
-        })?;
+        check_appid(id)?;
         self.id = id.to_owned();
         Ok(self)
     }
+}
+
+/// Checks the id of `-x/--appid` ([`check_id`]), as an error naming it.
+pub fn check_appid(id: &str) -> Result<(), AppMetaError> {
+    check_id(id).map_err(|reason| AppMetaError::BadId {
+        path: PathBuf::from("--appid"),
+        key: "id",
+        id: id.to_owned(),
+        reason,
+    })
 }
 
 /// Checks an app id: it becomes a path component (storage, logs), a

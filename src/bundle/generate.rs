@@ -157,12 +157,7 @@ pub fn generate(
     // Inputs are read before the image is touched: a wrong `-x` or `-a`
     // file fails in a moment, not after every layer is flattened.
     if let Some(id) = opts.app_id {
-        crate::appmeta::check_id(id).map_err(|reason| crate::appmeta::AppMetaError::BadId {
-            path: PathBuf::from("--appid"),
-            key: "id",
-            id: id.to_owned(),
-            reason,
-        })?;
+        crate::appmeta::check_appid(id)?;
     }
     let given_app = opts.app_metadata.cloned();
     compat::check_arch(platform, image, &diag)?;

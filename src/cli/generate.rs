@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::{Console, Failure};
 use bundlegen::bundle::archive::{Compression, IpkLayout};
-use bundlegen::appmeta::{AppMetaError, AppMetadata, check_id};
+use bundlegen::appmeta::{AppMetadata, check_appid};
 use bundlegen::bundle::config::Mode;
 use bundlegen::bundle::generate::{self, ArchiveKind, GenerateOptions};
 use bundlegen::image::{ImageRef, OpenImage, OpenOptions, Selector};
@@ -85,7 +85,8 @@ pub struct GenerateArgs {
     /// Plain OCI bundle for crun or runc: ociVersion 1.0.2, no DobbyInit, no rdkPlugins
     #[arg(short = 'u', long = "crun")]
     pub crun: bool,
-    /// Replace OUTPUTDIR (and its archive) if they exist
+    /// Replace OUTPUTDIR if it exists and is not empty (an existing
+    /// archive is replaced with or without -y, as BundleGen does)
     #[arg(short = 'y', long = "yes")]
     pub yes: bool,
     /// Write OUTPUTDIR.ipk (opkg package) instead of OUTPUTDIR.tar.gz;
@@ -181,9 +182,7 @@ fn run_generate(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
         None => None,
     };
     if let Some(id) = &args.appid {
-        check_id(id).map_err(|reason| {
-            Failure::from(bundlegen::error::Error::from(AppMetaError::BadId { path: "--appid".into(), key: "id", id: id.clone(), reason }))
-        })?;
+        check_appid(id).map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
     }
 
     let reference = ImageRef::parse(&args.image).map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;

@@ -83,8 +83,10 @@ pub(crate) fn store(layout_dir: &Path, layers: Vec<Layer>, working_dir: Option<&
     Layout::single(layout_dir, image)
 }
 
-/// App metadata for the built-in `qemux86-64`; `extra` keys are merged in
-/// (an unknown key makes bundlegen warn when it reads the file).
+/// App metadata for the built-in `qemux86-64`; `extra` keys are merged in.
+/// A `display.resolution` makes bundlegen warn right after flattening (the
+/// platform lists no display modes), which is where a gated run stops; an
+/// unknown key would warn before the image is read.
 pub(crate) fn app_metadata(path: &Path, extra: Value) {
     let mut app = json!({
         "id": "com.example.faults", "type": "application/vnd.rdk-app.dac.native", "graphics": false,
@@ -396,12 +398,12 @@ fn killed_during_layer_unpack_leaves_no_bundle() {
     assert_next_run_sweeps(&w, &[]);
 }
 
-/// Killed once the rootfs is flattened, as the app metadata is read (the
-/// start of the ELF and library phase); the previous bundle and archive
+/// Killed once the rootfs is flattened, as the app is checked against the
+/// platform (the start of the ELF and library phase); the previous bundle and archive
 /// stay byte for byte.
 #[test]
 fn killed_after_flattening_keeps_the_previous_bundle() {
-    let w = World::with(vec![base_layer(), data_layer(&[("a", 1 << 20)], 3)], None, json!({"colour": "blue"}));
+    let w = World::with(vec![base_layer(), data_layer(&[("a", 1 << 20)], 3)], None, json!({"display": {"resolution": "1920x1080"}}));
     let before = w.previous();
     let gated = Gated::spawn(w.command(&["-y"]));
     let staged = w.staged();
@@ -484,7 +486,7 @@ fn killed_while_writing_the_archive_keeps_the_previous_bundle() {
 /// `-y`, then refuses to replace the new bundle (exit 1) and cleans up.
 #[test]
 fn a_live_runs_staging_directory_is_not_swept() {
-    let w = World::with(vec![base_layer()], None, json!({"colour": "blue"}));
+    let w = World::with(vec![base_layer()], None, json!({"display": {"resolution": "1920x1080"}}));
     let first = Gated::spawn(w.command(&[]));
     let theirs = w.staged();
     assert_eq!(theirs.len(), 1);
@@ -576,7 +578,7 @@ fn output_directory_turns_read_only_mid_run() {
     if !can_mount() {
         return;
     }
-    let w = World::with(vec![base_layer(), data_layer(&[("a", 64 << 10)], 10)], None, json!({"colour": "blue"}));
+    let w = World::with(vec![base_layer(), data_layer(&[("a", 64 << 10)], 10)], None, json!({"display": {"resolution": "1920x1080"}}));
     let before = w.previous();
     let ro = Mounted::bind(&w.parent);
     let gated = Gated::spawn(w.command(&["-y"]));
@@ -592,7 +594,7 @@ fn output_directory_turns_read_only_mid_run() {
 /// naming a path in it; nothing is recreated under the final name.
 #[test]
 fn output_directory_vanishes_mid_run() {
-    let w = World::with(vec![base_layer(), data_layer(&[("a", 64 << 10)], 11)], None, json!({"colour": "blue"}));
+    let w = World::with(vec![base_layer(), data_layer(&[("a", 64 << 10)], 11)], None, json!({"display": {"resolution": "1920x1080"}}));
     let gated = Gated::spawn(w.command(&[]));
     fs::remove_dir_all(&w.parent).expect("remove the output directory");
     let (status, stderr) = gated.release();

@@ -418,7 +418,11 @@ fn init_records_packages_from_pkgdata() {
             .expect("read"),
     )
     .expect("json");
-    assert_eq!(tpl["gpu"], from["gpu"]); // device fields kept from --from
+    // Device fields kept from --from, except the GPU libraries this stub
+    // rootfs lacks (issue 11: never mount what the device does not have).
+    let mut gpu = from["gpu"].clone();
+    gpu["gfxLibs"] = json!([]);
+    assert_eq!(tpl["gpu"], gpu);
     assert_eq!(tpl["rdk"], from["rdk"]);
     let names: Vec<&str> = libs.libs.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(
