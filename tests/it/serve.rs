@@ -155,10 +155,10 @@ impl Broker {
     /// Stops the node (SIGTERM: Erlang's orderly shutdown) and waits.
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            if let Ok(pid) = fs::read_to_string(self.dir.join("pid")) {
-                if let Ok(pid) = pid.trim().parse::<i32>() {
-                    unsafe { libc::kill(pid, libc::SIGTERM) };
-                }
+            if let Ok(pid) = fs::read_to_string(self.dir.join("pid"))
+                && let Ok(pid) = pid.trim().parse::<i32>()
+            {
+                unsafe { libc::kill(pid, libc::SIGTERM) };
             }
             child.wait().expect("wait for rabbitmq-server");
         }
@@ -195,6 +195,8 @@ impl Broker {
                 Ok(())
             });
         }
+        // Not waited for: it must outlive this process (init reaps it).
+        #[allow(clippy::zombie_processes)]
         cmd.spawn().expect("start the broker watchdog");
     }
 
