@@ -26,5 +26,6 @@ pub mod libmatch;
 pub mod operator;
 pub mod platform;
 pub mod rootfs;
+pub mod serve;
 pub mod size;
 pub mod staging;

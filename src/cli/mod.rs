@@ -7,6 +7,7 @@ mod generate;
 mod image_args;
 mod inspect;
 mod platform;
+mod serve;
 mod unpack;
 mod validate;
 
@@ -66,6 +67,10 @@ pub enum Command {
     /// without running it
     #[command(after_help = EXIT_CODES)]
     Deps(deps::DepsArgs),
+    /// Work for BundleGen's RabbitMQ front-end: consume generation requests
+    /// from the `bundlegen-requests` queue and answer them
+    #[command(after_help = format!("{}\n\n{EXIT_CODES}", serve::SETTINGS))]
+    Serve(serve::ServeArgs),
 }
 
 /// A failed command, classified for the exit code.
@@ -174,6 +179,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Inspect(args) => inspect::run(args).map_err(Failure::from),
         Command::Platform(args) => platform::run(&args, &console),
         Command::Deps(args) => deps::run(&args, &console),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

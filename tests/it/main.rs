@@ -21,6 +21,7 @@ mod libmatch;
 mod libmatch_host;
 mod platform;
 mod prop_umoci;
+mod serve;
 mod stackgen;
 mod treecmp;
 mod treeview;
