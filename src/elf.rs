@@ -26,6 +26,9 @@ use rayon::prelude::*;
 use crate::diag::{Diagnostics, Progress, Unit, Warning};
 
 mod parse;
+mod symbols;
+
+pub use symbols::{DynSymbols, read_symbols};
 
 /// ELF class: the width of addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -67,8 +67,15 @@ pub enum PlatformError {
     },
     #[error("{path}: {key}: unknown key")]
     UnknownKey { path: PathBuf, key: String },
-    #[error("{path}: {key}: {value:?} is not {}\nhelp: device paths are used as written, never looked up on the build machine", model::ABS_PATH_FORM)]
-    BadPath { path: PathBuf, key: String, value: String },
+    #[error(
+        "{path}: {key}: {value:?} is not {}\nhelp: device paths are used as written, never looked up on the build machine",
+        model::ABS_PATH_FORM
+    )]
+    BadPath {
+        path: PathBuf,
+        key: String,
+        value: String,
+    },
     #[error("{path}: {key}: required key missing; expected {hint}")]
     MissingKey {
         path: PathBuf,
