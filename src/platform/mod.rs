@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use crate::diag::{Diagnostics, Silent};
 pub use init::{InitOptions, init};
-pub use libs::{LibEntry, LibsInventory};
+pub use libs::{ExportSet, LibEntry, LibsInventory, symbol_hash};
 pub use model::PlatformSpec;
 pub use parse::merge_patch;
 

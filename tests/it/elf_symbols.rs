@@ -13,7 +13,7 @@ use crate::elfstub::{Machine, Stub};
 /// What `readelf --dyn-syms -W` says, split the way `read_symbols` does:
 /// defined global/weak/unique default-or-protected symbols other than
 /// sections and files, undefined global ones, undefined weak ones.
-fn readelf_symbols(path: &Path) -> DynSymbols {
+pub(crate) fn readelf_symbols(path: &Path) -> DynSymbols {
     let out = Command::new("readelf")
         .args(["--dyn-syms", "-W"])
         .arg(path)

@@ -206,6 +206,7 @@ fn entry(name: &str, defs: &[&str], deps: &[&str]) -> LibEntry {
         package: None,
         version: None,
         unresolved: Vec::new(),
+        exports: None,
     }
 }
 
