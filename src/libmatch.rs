@@ -140,6 +140,31 @@ pub struct Decision {
     pub reason: String,
     /// In-root paths of the objects that need it, sorted.
     pub needed_by: Vec<String>,
+    /// What the decision rests on, when it compared the two copies or kept
+    /// a library from pruning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// The facts behind a decision, sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    /// Symbol versions the image's objects need from the library.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<String>,
+    /// Symbols the image's objects take from the library (for a library
+    /// nothing links by `DT_NEEDED`: every symbol the image's copy exports),
+    /// looked up in the device copy's `exports`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub symbols: Vec<String>,
+    /// Of `symbols`, those the device copy does not export.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// Files of the image that name the library (kept from pruning: loaded
+    /// by name at run time).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub named_in: Vec<String>,
 }
 
 /// The outcome of [`plan`]; everything sorted.

@@ -129,6 +129,7 @@ impl Decider<'_, '_> {
                 action,
                 reason,
                 needed_by: c.needed_by.iter().cloned().collect(),
+                evidence: c.evidence.clone(),
             });
         }
         let remove = sorted(remove);
