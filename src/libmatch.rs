@@ -38,12 +38,14 @@ mod apply;
 mod decide;
 mod device;
 mod forced;
+mod named;
 mod outcome;
 mod prune;
 mod walk;
 
 pub use apply::{ApplyStats, apply};
 pub use device::{is_glibc_family, is_loader_name};
+pub use named::NOT_SEARCHED;
 pub use prune::DEFAULT_KEEP;
 
 /// BundleGen's `-m/--libmatchingmode`.
@@ -256,13 +258,40 @@ pub fn plan(
     };
     let inventory = inventory.or(platform.libs.as_ref());
     let device = device::Device::new(inventory);
-    let reach = walk::reach(&mut ctx, &keep, entrypoint, diag);
+    let mut reach = walk::reach(&mut ctx, &keep, &BTreeMap::new(), entrypoint, diag);
+    if options.prune && !gpu_needs_unknown(platform, options, inventory) {
+        // Libraries nothing links may still be loaded by name: those named
+        // by a file of the image become roots like kept ones.
+        let mut reached = reach.roots.clone();
+        reached.extend(reach.uses.keys().cloned());
+        let candidates = prune::prunable(&ctx, &keep, &reached);
+        let named = named::find(&ctx, &candidates, diag);
+        if !named.is_empty() {
+            reach = walk::reach(&mut ctx, &keep, &named, entrypoint, diag);
+        }
+    }
     let mut d = decide::Decider::new(&mut ctx, &device, options, platform, &reach, diag);
     d.run();
     let reached = d.reached();
-    let pruned = prune::prunable(d.ctx, &keep, &reached);
-    d.finish(pruned);
+    let unreached = prune::prunable(d.ctx, &keep, &reached);
+    d.finish(unreached);
     Ok(d.into_plan())
+}
+
+/// Whether a GPU library of a graphics app is mounted without an inventory
+/// entry (its dependencies unknown): then nothing is pruned, so the search
+/// for library names is not needed.
+fn gpu_needs_unknown(
+    platform: &Platform,
+    options: &MatchOptions,
+    inventory: Option<&LibsInventory>,
+) -> bool {
+    let gfx = platform.spec.gpu.as_ref().and_then(|g| g.gfx_libs.as_ref());
+    options.graphics
+        && gfx.is_some_and(|libs| {
+            libs.iter()
+                .any(|l| inventory.is_none_or(|inv| inv.get(&l.src).is_none()))
+        })
 }
 
 /// What the stages share: the rootfs, its scan and loader model.

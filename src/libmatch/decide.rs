@@ -188,8 +188,20 @@ impl<'d, 'r> Decider<'d, 'r> {
             } else {
                 named.into_iter().collect()
             };
-            c.needed_by
-                .insert("(kept: loaded by name at run time)".into());
+            match self.reach.named.get(real) {
+                Some(files) => {
+                    c.needed_by
+                        .extend(files.iter().map(|f| format!("(named in {f})")));
+                    c.evidence = Some(Evidence {
+                        named_in: files.clone(),
+                        ..Evidence::default()
+                    });
+                }
+                None => {
+                    c.needed_by
+                        .insert("(kept: loaded by name at run time)".into());
+                }
+            }
             self.cands.push(c);
         }
         for a in self.reach.absent.values() {
@@ -289,7 +301,15 @@ impl<'d, 'r> Decider<'d, 'r> {
         let (verdict, device, evidence) = self.judge(c);
         if let Some(c) = self.cands.get_mut(i) {
             c.verdict = verdict;
-            c.evidence = evidence;
+            let named_in = c.evidence.take().map(|e| e.named_in).unwrap_or_default();
+            c.evidence = match evidence {
+                Some(e) => Some(Evidence { named_in, ..e }),
+                None if !named_in.is_empty() => Some(Evidence {
+                    named_in,
+                    ..Evidence::default()
+                }),
+                None => None,
+            };
             if c.device.is_none() {
                 c.device = device;
             }
@@ -740,6 +760,27 @@ impl<'d, 'r> Decider<'d, 'r> {
                 break;
             }
         }
+    }
+
+    /// Device libraries mounted into the container whose dependencies the
+    /// inventory does not give (no inventory, or no entry for the path):
+    /// `(soname, device path)`, sorted.
+    pub fn unknown_mounts(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .cands
+            .iter()
+            .filter(|c| c.is_device())
+            .filter_map(|c| {
+                let dev = c.device.as_ref()?;
+                self.device
+                    .get(dev)
+                    .is_none()
+                    .then(|| (c.soname.clone(), dev.clone()))
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Whether the glibc family comes from the device.

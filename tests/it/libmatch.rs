@@ -764,3 +764,261 @@ fn issue_11_a_library_loaded_by_name_needs_every_export_on_the_device() {
         vs(&["plug_run"])
     );
 }
+
+/// Appends `text` to an existing file (read-only data after the segments:
+/// the file stays a valid ELF object).
+fn append(root: &Path, path: &str, text: &[u8]) {
+    use std::io::Write;
+    let p = root.join(path.trim_start_matches('/'));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    f.write_all(text).expect("append");
+}
+
+fn write(root: &Path, path: &str, text: &[u8]) {
+    let p = root.join(path.trim_start_matches('/'));
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(p, text).expect("write");
+}
+
+#[test]
+fn issue_11_gpu_libraries_with_unknown_dependencies_stop_pruning() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    // libm and librt: nothing in the image links them, but the device's GPU
+    // libraries (mounted for a graphics app) may.
+    lib(
+        &fx.root,
+        "/lib/librt.so.1",
+        "librt.so.1",
+        &["libc.so.6"],
+        &["GLIBC_2.17"],
+        &[],
+    );
+    let graphics = MatchOptions {
+        graphics: true,
+        ..MatchOptions::default()
+    };
+    // Like Comcast's xi6 template: no inventory at all.
+    let mut p = platform(json!({}));
+    p.libs = None;
+    let plan = run(&fx, &p, &graphics);
+    assert!(plan.pruned.is_empty(), "{:#?}", plan.pruned);
+    assert!(
+        !plan
+            .remove
+            .iter()
+            .any(|r| r.contains("librt") || r.contains("libunused"))
+    );
+    for so in ["librt.so.1", "libunused.so.3", "libanl.so.1"] {
+        let (a, why) = action(&plan, so);
+        assert_eq!(a, Action::KeepImage, "{so}");
+        assert!(
+            why.contains("libEGL.so.1 (/usr/lib/mali/libEGL.so.1)")
+                && why.contains("without an inventory entry"),
+            "{so}: {why}"
+        );
+    }
+    let (a, _) = action(&plan, "libEGL.so.1");
+    assert_eq!(a, Action::FromDevice);
+
+    // An inventory that does not list the GPU library: the same.
+    let mut p = platform(json!({}));
+    p.libs
+        .as_mut()
+        .expect("inventory")
+        .libs
+        .retain(|l| !l.name.contains("mali"));
+    assert!(run(&fx, &p, &graphics).pruned.is_empty());
+
+    // Its dependencies known (the inventory lists them): unreached libraries
+    // go, and each says why.
+    let plan = run(&fx, &platform(json!({})), &graphics);
+    assert!(
+        plan.pruned.contains(&"/usr/lib/libunused.so.3".to_owned()),
+        "{:#?}",
+        plan.pruned
+    );
+    let (a, why) = action(&plan, "libunused.so.3");
+    assert_eq!(a, Action::Pruned);
+    assert!(why.contains("no file of the image names it"), "{why}");
+    // Without graphics nothing is mounted from the GPU: pruning as usual.
+    let mut p = platform(json!({}));
+    p.libs = None;
+    assert!(!run(&fx, &p, &MatchOptions::default()).pruned.is_empty());
+}
+
+#[test]
+fn issue_11_libraries_named_anywhere_in_the_image_are_kept_with_the_reason() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    let r = fx.root.as_path();
+    // SDL's Wayland backend dlopens libwayland-cursor.so.0, which needs
+    // libwayland-client.so.0 (nothing else links either).
+    lib(
+        r,
+        "/usr/lib/libSDL2-2.0.so.0",
+        "libSDL2-2.0.so.0",
+        &["libc.so.6"],
+        &[],
+        &[],
+    );
+    append(
+        r,
+        "/usr/lib/libSDL2-2.0.so.0",
+        b"\0libwayland-cursor.so.0\0libwayland-egl.so.1\0",
+    );
+    exe(
+        r,
+        Machine::Aarch64,
+        "/usr/bin/game",
+        &["libSDL2-2.0.so.0", "libc.so.6"],
+        &[],
+    );
+    lib(
+        r,
+        "/usr/lib/libwayland-cursor.so.0.22.0",
+        "libwayland-cursor.so.0",
+        &["libwayland-client.so.0", "libc.so.6"],
+        &[],
+        &[],
+    );
+    link(
+        r,
+        "/usr/lib/libwayland-cursor.so.0",
+        "libwayland-cursor.so.0.22.0",
+    );
+    lib(
+        r,
+        "/usr/lib/libwayland-client.so.0",
+        "libwayland-client.so.0",
+        &["libc.so.6"],
+        &[],
+        &[],
+    );
+    // A script preloads another; a symlink outside the loader directories
+    // points at a third.
+    lib(
+        r,
+        "/usr/lib/libpreload.so.1",
+        "libpreload.so.1",
+        &["libc.so.6"],
+        &[],
+        &[],
+    );
+    write(
+        r,
+        "/usr/bin/start.sh",
+        b"#!/bin/sh\nLD_PRELOAD=/usr/lib/libpreload.so.1 exec /usr/bin/app\n",
+    );
+    lib(
+        r,
+        "/usr/lib/libbyopath.so.2",
+        "libbyopath.so.2",
+        &["libc.so.6"],
+        &[],
+        &[],
+    );
+    link(
+        r,
+        "/opt/app/lib/libbyopath.so.2",
+        "/usr/lib/libbyopath.so.2",
+    );
+    // Plugin folders are modules: never pruned, and what they need stays.
+    lib(
+        r,
+        "/usr/lib/gstreamer-1.0/libgstfoo.so",
+        "",
+        &["libgstdep.so.1", "libc.so.6"],
+        &[],
+        &[],
+    );
+    lib(
+        r,
+        "/usr/lib/libgstdep.so.1",
+        "libgstdep.so.1",
+        &["libc.so.6"],
+        &[],
+        &[],
+    );
+    // Package databases and the loader cache list every library: they do
+    // not count, and libunused still goes.
+    write(
+        r,
+        "/var/lib/dpkg/info/libunused3.list",
+        b"/usr/lib/libunused.so.3\n",
+    );
+    write(
+        r,
+        "/etc/ld.so.cache",
+        b"ld.so-1.7.0\0libunused.so.3\0/usr/lib/libunused.so.3\0",
+    );
+
+    let plan = run(&fx, &platform(json!({})), &MatchOptions::default());
+    let d = plan.decision("libwayland-cursor.so.0").expect("decided");
+    assert_eq!(d.action, Action::KeepImage, "{}", d.reason);
+    let ev = d.evidence.as_ref().expect("evidence");
+    assert_eq!(ev.named_in, vs(&["/usr/lib/libSDL2-2.0.so.0"]));
+    assert!(
+        d.needed_by
+            .contains(&"(named in /usr/lib/libSDL2-2.0.so.0)".to_owned())
+    );
+    // What it needs stays too (it is a root like a kept library).
+    let client = plan.decision("libwayland-client.so.0").expect("decided");
+    assert_ne!(client.action, Action::Pruned, "{}", client.reason);
+    assert!(
+        client
+            .needed_by
+            .contains(&"/usr/lib/libwayland-cursor.so.0.22.0".to_owned()),
+        "{:?}",
+        client.needed_by
+    );
+    let pre = plan.decision("libpreload.so.1").expect("decided");
+    assert_eq!(
+        pre.evidence.as_ref().expect("evidence").named_in,
+        vs(&["/usr/bin/start.sh"])
+    );
+    let by_path = plan.decision("libbyopath.so.2").expect("decided");
+    assert_ne!(by_path.action, Action::Pruned);
+    assert_eq!(
+        by_path.evidence.as_ref().expect("evidence").named_in,
+        vs(&["/opt/app/lib/libbyopath.so.2"])
+    );
+    assert_ne!(action(&plan, "libgstdep.so.1").0, Action::Pruned);
+    assert_eq!(
+        plan.pruned,
+        vs(&["/lib/libanl.so.1", "/usr/lib/libunused.so.3"]),
+        "only what nothing names goes"
+    );
+    for p in &plan.pruned {
+        let d = plan
+            .decisions
+            .iter()
+            .find(|d| d.image_path.as_ref() == Some(p))
+            .expect("a decision per pruned file");
+        assert!(
+            d.reason.contains("no file of the image names it"),
+            "{}",
+            d.reason
+        );
+    }
+    let pruning = plan;
+
+    // --no-prune: every unreached library has a decision saying so.
+    let plan = run(
+        &fx,
+        &platform(json!({})),
+        &MatchOptions {
+            prune: false,
+            ..MatchOptions::default()
+        },
+    );
+    assert!(plan.pruned.is_empty());
+    let (a, why) = action(&plan, "libunused.so.3");
+    assert_eq!(a, Action::KeepImage);
+    assert!(why.contains("--no-prune"), "{why}");
+
+    libmatch::apply(&fx.root, &pruning).expect("apply");
+    assert!(r.join("usr/lib/libwayland-cursor.so.0.22.0").exists());
+    assert!(!r.join("usr/lib/libunused.so.3").exists());
+}
