@@ -263,6 +263,6 @@ mod tests {
         let owner = String::from("/lib/x");
         let names = HashMap::from([(name.to_vec(), vec![&owner])]);
         let got = tokens_in(&p, &names).expect("read");
-        assert!(got.contains(&name.to_vec()), "{got:?}");
+        assert!(got.contains(name.as_slice()), "{got:?}");
     }
 }
