@@ -4,14 +4,16 @@
 //! BundleGen looks only at the GPU libraries and Dobby's plugin
 //! dependencies. We look at the app itself: the roots are the entrypoint,
 //! every ELF executable of the image, every shared object the loader cannot
-//! reach by name (plugins and modules, which are `dlopen`ed by path) and the
-//! libraries the keep patterns protect. Their dependency closures are
+//! reach by name (plugins and modules, which are `dlopen`ed by path), the
+//! libraries the keep patterns protect and those another file of the image
+//! names (`dlopen`ed by name). Their dependency closures are
 //! computed with the image's own loader model ([`crate::ldso`]), then each
 //! library found is matched against the device inventory (`_libs.json`):
 //!
 //! - **normal**: the device copy is taken when it has the same soname, fits
 //!   the architecture and its version definitions cover every symbol
-//!   version that the image's objects need from that library;
+//!   version that the image's objects need from that library (or, when
+//!   they need none, its recorded exports cover every symbol they use);
 //! - **host**: the device copy is taken whenever the soname exists there;
 //! - **image**: nothing is taken from the device except the GPU libraries
 //!   (and Dobby plugin dependencies the image does not have).
@@ -22,7 +24,8 @@
 //! copies that define every version the device copy does); otherwise it
 //! stays in the image. A library taken from the device is bind-mounted where
 //! the image's loader looks for it and the image's copy and its symlinks are
-//! removed. See `docs/libmatch.md`.
+//! removed. Unreached libraries are pruned unless a mounted device library's
+//! dependencies are unknown. See `docs/libmatch.md`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
