@@ -236,8 +236,7 @@ impl AppMetadata {
         }
         network::warn_string_booleans(&path, &value, diag);
         let mut unknown = Vec::new();
-        let mut record =
-            |p: serde_ignored::Path<'_>| unknown.push(crate::platform::parse::key_path(&p));
+        let mut record = |p: serde_ignored::Path<'_>| unknown.push(crate::platform::parse::key_path(&p));
         let de = serde_ignored::Deserializer::new(&value, &mut record);
         let raw: Raw = serde_path_to_error::deserialize(de).map_err(|e| AppMetaError::Invalid {
             path: path.clone(),
@@ -392,6 +391,7 @@ pub fn check_id(id: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
 
 #[cfg(test)]
 mod tests {

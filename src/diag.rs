@@ -18,10 +18,7 @@ pub struct Warning {
 
 impl Warning {
     pub fn new(subject: impl Into<String>, message: impl Into<String>) -> Self {
-        Warning {
-            subject: subject.into(),
-            message: message.into(),
-        }
+        Warning { subject: subject.into(), message: message.into() }
     }
 }
 
@@ -35,11 +32,7 @@ impl std::fmt::Display for Warning {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
     /// A step starts; `total` is its size in `unit`s when known.
-    Begin {
-        step: String,
-        total: Option<u64>,
-        unit: Unit,
-    },
+    Begin { step: String, total: Option<u64>, unit: Unit },
     /// `n` more units of the current step are done.
     Advance(u64),
     /// The current step is finished.
@@ -95,10 +88,7 @@ pub struct Tee<'a> {
 
 impl<'a> Tee<'a> {
     pub fn new(inner: &'a dyn Diagnostics) -> Self {
-        Tee {
-            inner,
-            record: Collected::default(),
-        }
+        Tee { inner, record: Collected::default() }
     }
 }
 

@@ -10,10 +10,10 @@ pub use crate::bundle::ocidir::OciDirError;
 pub use crate::bundle::prep::PrepError;
 pub use crate::bundle::validate::ValidateError;
 pub use crate::compat::Incompatible;
+pub use crate::operator::OperatorError;
 pub use crate::image::ImageError;
 pub use crate::layers::FlattenError;
 pub use crate::libmatch::LibMatchError;
-pub use crate::operator::OperatorError;
 pub use crate::platform::PlatformError;
 pub use crate::staging::StagingError;
 
@@ -56,9 +56,7 @@ pub enum Error {
     OciDir(#[from] OciDirError),
     #[error(transparent)]
     Validate(#[from] ValidateError),
-    #[error(
-        "image {image} has no /appmetadata.json and no app metadata file was given\nhelp: pass one with -a FILE"
-    )]
+    #[error("image {image} has no /appmetadata.json and no app metadata file was given\nhelp: pass one with -a FILE")]
     NoAppMetadata { image: String },
     #[error("cannot write {path}")]
     Output {
@@ -89,23 +87,17 @@ impl Error {
             Error::Incompatible(e) if e.is_bad_input() => Category::BadInput,
             Error::Incompatible(e) if e.is_failure() => Category::Failed,
             Error::Incompatible(_) => Category::Incompatible,
-            Error::AppMeta(_) | Error::Operator(_) | Error::NoAppMetadata { .. } => {
-                Category::BadInput
-            }
+            Error::AppMeta(_) | Error::Operator(_) | Error::NoAppMetadata { .. } => Category::BadInput,
             Error::Config(ConfigError::ReadRootfs { .. }) => Category::Failed,
             Error::Config(_) => Category::BadInput,
             Error::Prep(PrepError::MountPoint { .. }) => Category::BadInput,
             Error::Prep(_) => Category::Failed,
-            Error::Archive(
-                ArchiveError::Level { .. }
-                | ArchiveError::Control { .. }
-                | ArchiveError::OutputInsideInput { .. },
-            ) => Category::BadInput,
+            Error::Archive(ArchiveError::Level { .. } | ArchiveError::Control { .. } | ArchiveError::OutputInsideInput { .. }) => {
+                Category::BadInput
+            }
             Error::Validate(ValidateError::Read { .. }) => Category::Failed,
             Error::Validate(_) => Category::BadInput,
-            Error::Archive(_) | Error::OciDir(_) | Error::Output { .. } | Error::Scan { .. } => {
-                Category::Failed
-            }
+            Error::Archive(_) | Error::OciDir(_) | Error::Output { .. } | Error::Scan { .. } => Category::Failed,
         }
     }
 }

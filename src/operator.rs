@@ -132,8 +132,7 @@ impl Operator {
             source,
         })?;
         let mut unknown = Vec::new();
-        let mut record =
-            |p: serde_ignored::Path<'_>| unknown.push(crate::platform::parse::key_path(&p));
+        let mut record = |p: serde_ignored::Path<'_>| unknown.push(crate::platform::parse::key_path(&p));
         let de = serde_ignored::Deserializer::new(&value, &mut record);
         let mut op: Operator =
             serde_path_to_error::deserialize(de).map_err(|e| OperatorError::Invalid {

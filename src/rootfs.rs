@@ -76,27 +76,15 @@ pub enum Missing {
 impl Walker {
     pub fn new(root: &Path) -> io::Result<Walker> {
         let c = cstr(root.as_os_str().as_encoded_bytes())?;
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(Walker {
-            root: Rc::new(unsafe { OwnedFd::from_raw_fd(fd) }),
-            cache: Vec::new(),
-            created: Vec::new(),
-        })
+        Ok(Walker { root: Rc::new(unsafe { OwnedFd::from_raw_fd(fd) }), cache: Vec::new(), created: Vec::new() })
     }
 
     pub fn root(&self) -> Dir {
-        Dir {
-            fd: self.root.clone(),
-            phys: Vec::new(),
-        }
+        Dir { fd: self.root.clone(), phys: Vec::new() }
     }
 
     /// Forgets cached directories. Must be called after anything that
@@ -114,12 +102,7 @@ impl Walker {
     /// parts), following symlinks inside the root. A symlink whose physical
     /// in-root path `refuse` accepts is not followed: the walk fails with
     /// `ENOENT` there.
-    pub fn dir(
-        &mut self,
-        components: &[&[u8]],
-        missing: Missing,
-        refuse: Option<Refuse<'_>>,
-    ) -> io::Result<Dir> {
+    pub fn dir(&mut self, components: &[&[u8]], missing: Missing, refuse: Option<Refuse<'_>>) -> io::Result<Dir> {
         // Reuse the cached prefix of real directories.
         let shared = self
             .cache
@@ -128,11 +111,7 @@ impl Walker {
             .take_while(|((name, _), comp)| name.as_slice() == **comp)
             .count();
         let mut stack: Vec<(Vec<u8>, Rc<OwnedFd>)> = self.cache[..shared].to_vec();
-        let mut pending: Vec<Vec<u8>> = components[shared..]
-            .iter()
-            .rev()
-            .map(|c| c.to_vec())
-            .collect();
+        let mut pending: Vec<Vec<u8>> = components[shared..].iter().rev().map(|c| c.to_vec()).collect();
         let mut hops = 0;
         let mut through_symlink = false;
         while let Some(comp) = pending.pop() {
@@ -144,10 +123,7 @@ impl Walker {
                 }
                 _ => {}
             }
-            let parent = stack
-                .last()
-                .map(|(_, fd)| fd.clone())
-                .unwrap_or_else(|| self.root.clone());
+            let parent = stack.last().map(|(_, fd)| fd.clone()).unwrap_or_else(|| self.root.clone());
             let name = cstr(&comp)?;
             match lstat_at(parent.as_raw_fd(), &name) {
                 Ok(st) if is_dir(&st) => {
@@ -181,10 +157,7 @@ impl Walker {
                 Ok(_) if missing == Missing::Create => {
                     unlink_at(parent.as_raw_fd(), &name, 0)?;
                     self.cache.clear();
-                    stack.push((
-                        comp.clone(),
-                        Rc::new(self.make_dir(&parent, &stack, &name, &comp)?),
-                    ));
+                    stack.push((comp.clone(), Rc::new(self.make_dir(&parent, &stack, &name, &comp)?)));
                 }
                 Ok(_) => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) && missing == Missing::Create => {
@@ -195,10 +168,7 @@ impl Walker {
             }
         }
         let phys: Vec<Vec<u8>> = stack.iter().map(|(n, _)| n.clone()).collect();
-        let fd = stack
-            .last()
-            .map(|(_, fd)| fd.clone())
-            .unwrap_or_else(|| self.root.clone());
+        let fd = stack.last().map(|(_, fd)| fd.clone()).unwrap_or_else(|| self.root.clone());
         if !through_symlink {
             self.cache = stack;
         } else {
@@ -208,13 +178,7 @@ impl Walker {
         Ok(Dir { fd, phys })
     }
 
-    fn make_dir(
-        &mut self,
-        parent: &Rc<OwnedFd>,
-        stack: &[(Vec<u8>, Rc<OwnedFd>)],
-        name: &CStr,
-        comp: &[u8],
-    ) -> io::Result<OwnedFd> {
+    fn make_dir(&mut self, parent: &Rc<OwnedFd>, stack: &[(Vec<u8>, Rc<OwnedFd>)], name: &CStr, comp: &[u8]) -> io::Result<OwnedFd> {
         if unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) } != 0 {
             return Err(io::Error::last_os_error());
         }
@@ -247,21 +211,13 @@ impl Walker {
     /// symlinks inside the root, also in the last component. `Ok(None)`
     /// when nothing is there; an error when it is larger than `limit`.
     pub fn read_file(&mut self, path: &[u8], limit: u64) -> io::Result<Option<Vec<u8>>> {
-        let mut comps: Vec<Vec<u8>> = path
-            .split(|&b| b == b'/')
-            .filter(|c| !c.is_empty())
-            .map(<[u8]>::to_vec)
-            .collect();
+        let mut comps: Vec<Vec<u8>> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).map(<[u8]>::to_vec).collect();
         for _ in 0..MAX_SYMLINK_HOPS {
-            let Some(name) = comps.pop() else {
-                return Ok(None);
-            };
+            let Some(name) = comps.pop() else { return Ok(None) };
             let parent: Vec<&[u8]> = comps.iter().map(Vec::as_slice).collect();
             let dir = match self.dir(&parent, Missing::Fail, None) {
                 Ok(d) => d,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                    return Ok(None);
-                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => return Ok(None),
                 Err(e) => return Err(e),
             };
             let cname = cstr(&name)?;
@@ -272,11 +228,7 @@ impl Walker {
             };
             if is_symlink(&st) {
                 let target = read_link_at(dir.raw(), &cname)?;
-                comps = if target.first() == Some(&b'/') {
-                    Vec::new()
-                } else {
-                    dir.phys.clone()
-                };
+                comps = if target.first() == Some(&b'/') { Vec::new() } else { dir.phys.clone() };
                 for c in target.split(|&b| b == b'/') {
                     match c {
                         b"" | b"." => {}
@@ -289,18 +241,9 @@ impl Walker {
                 continue;
             }
             if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "not a regular file",
-                ));
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
             }
-            let fd = unsafe {
-                libc::openat(
-                    dir.raw(),
-                    cname.as_ptr(),
-                    libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                )
-            };
+            let fd = unsafe { libc::openat(dir.raw(), cname.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
             if fd < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -308,10 +251,7 @@ impl Walker {
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut std::io::Read::take(file, limit + 1), &mut bytes)?;
             if bytes.len() as u64 > limit {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("larger than {limit} bytes"),
-                ));
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {limit} bytes")));
             }
             return Ok(Some(bytes));
         }
@@ -320,8 +260,7 @@ impl Walker {
 }
 
 pub fn cstr(bytes: &[u8]) -> io::Result<CString> {
-    CString::new(bytes)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains a NUL byte"))
+    CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains a NUL byte"))
 }
 
 pub fn is_dir(st: &libc::stat) -> bool {
@@ -334,15 +273,7 @@ pub fn is_symlink(st: &libc::stat) -> bool {
 
 pub fn lstat_at(dir: RawFd, name: &CStr) -> io::Result<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    if unsafe {
-        libc::fstatat(
-            dir,
-            name.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    } != 0
-    {
+    if unsafe { libc::fstatat(dir, name.as_ptr(), st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(unsafe { st.assume_init() })
@@ -350,11 +281,7 @@ pub fn lstat_at(dir: RawFd, name: &CStr) -> io::Result<libc::stat> {
 
 pub fn open_path_dir(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
     let fd = unsafe {
-        libc::openat(
-            dir,
-            name.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
+        libc::openat(dir, name.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
     };
     if fd < 0 {
         return Err(io::Error::last_os_error());
@@ -390,13 +317,7 @@ pub fn unlink_at(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<()> 
 
 /// Names in a directory (without `.` and `..`), sorted.
 pub fn list_at(dir: RawFd, name: &CStr) -> io::Result<Vec<CString>> {
-    let mut fd = unsafe {
-        libc::openat(
-            dir,
-            name.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
+    let mut fd = unsafe { libc::openat(dir, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
     if fd < 0 {
         let err = io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EACCES) {
@@ -406,13 +327,7 @@ pub fn list_at(dir: RawFd, name: &CStr) -> io::Result<Vec<CString>> {
         if unsafe { libc::fchmodat(dir, name.as_ptr(), 0o700, 0) } != 0 {
             return Err(err);
         }
-        fd = unsafe {
-            libc::openat(
-                dir,
-                name.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        };
+        fd = unsafe { libc::openat(dir, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -484,10 +399,7 @@ mod tests {
         symlink("../../../../../etc", root.join("esc")).unwrap();
         let mut w = Walker::new(&root).unwrap();
         let d = w.dir(&[b"lib", b"x"], Missing::Create, None).unwrap();
-        assert_eq!(
-            d.phys,
-            vec![b"usr".to_vec(), b"lib".to_vec(), b"x".to_vec()]
-        );
+        assert_eq!(d.phys, vec![b"usr".to_vec(), b"lib".to_vec(), b"x".to_vec()]);
         assert!(root.join("usr/lib/x").is_dir());
         let d = w.dir(&[b"esc"], Missing::Create, None).unwrap();
         assert_eq!(d.phys, vec![b"etc".to_vec()]);
@@ -505,17 +417,11 @@ mod tests {
         symlink("/usr/share/passwd", root.join("etc/passwd")).unwrap();
         symlink("../../../passwd", root.join("etc/escape")).unwrap();
         let mut w = Walker::new(&root).unwrap();
-        assert_eq!(
-            w.read_file(b"etc/passwd", 100).unwrap().as_deref(),
-            Some(&b"in-root"[..])
-        );
+        assert_eq!(w.read_file(b"etc/passwd", 100).unwrap().as_deref(), Some(&b"in-root"[..]));
         // ../../../passwd clamps at the root: /passwd, which does not exist.
         assert_eq!(w.read_file(b"etc/escape", 100).unwrap(), None);
         assert!(w.read_file(b"etc/passwd", 3).is_err(), "over the limit");
-        assert!(
-            w.read_file(b"etc", 100).is_err(),
-            "a directory is not a file"
-        );
+        assert!(w.read_file(b"etc", 100).is_err(), "a directory is not a file");
     }
 
     #[test]
@@ -533,13 +439,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("f"), b"x").unwrap();
         let mut w = Walker::new(t.path()).unwrap();
-        assert_eq!(
-            w.dir(&[b"f"], Missing::Fail, None)
-                .err()
-                .unwrap()
-                .raw_os_error(),
-            Some(libc::ENOTDIR)
-        );
+        assert_eq!(w.dir(&[b"f"], Missing::Fail, None).err().unwrap().raw_os_error(), Some(libc::ENOTDIR));
         w.dir(&[b"f", b"g"], Missing::Create, None).unwrap();
         assert!(t.path().join("f/g").is_dir());
     }

@@ -24,15 +24,11 @@ use std::path::{Component, Path, PathBuf};
 pub enum StagingError {
     #[error("{path} already exists and is not empty\nhelp: pass --force (or -y) to replace it")]
     Exists { path: PathBuf },
-    #[error(
-        "{path} is a symbolic link; refusing to write through it\nhelp: name the real directory instead"
-    )]
+    #[error("{path} is a symbolic link; refusing to write through it\nhelp: name the real directory instead")]
     Symlink { path: PathBuf },
     #[error("{path} has no file name to write to")]
     NoName { path: PathBuf },
-    #[error(
-        "the output {path} {relation} {what} {other}\nhelp: write the output outside the input"
-    )]
+    #[error("the output {path} {relation} {what} {other}\nhelp: write the output outside the input")]
     Overlap {
         path: PathBuf,
         /// "is inside" or "contains".
@@ -78,16 +74,10 @@ impl Staging {
     pub fn new(dest: &Path, overwrite: bool) -> Result<Staging, StagingError> {
         let (parent, name, dest) = split(dest)?;
         match fs::symlink_metadata(&dest) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(StagingError::Symlink { path: dest });
-            }
+            Ok(m) if m.file_type().is_symlink() => return Err(StagingError::Symlink { path: dest }),
             Ok(m) if m.is_dir() => {
                 let empty = fs::read_dir(&dest)
-                    .map_err(|source| StagingError::Io {
-                        op: "read",
-                        path: dest.clone(),
-                        source,
-                    })?
+                    .map_err(|source| StagingError::Io { op: "read", path: dest.clone(), source })?
                     .next()
                     .is_none();
                 if !empty && !overwrite {
@@ -97,39 +87,18 @@ impl Staging {
             Ok(_) if !overwrite => return Err(StagingError::Exists { path: dest }),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(StagingError::Io {
-                    op: "inspect",
-                    path: dest,
-                    source,
-                });
-            }
+            Err(source) => return Err(StagingError::Io { op: "inspect", path: dest, source }),
         }
-        fs::create_dir_all(&parent).map_err(|source| StagingError::Io {
-            op: "create",
-            path: parent.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&parent).map_err(|source| StagingError::Io { op: "create", path: parent.clone(), source })?;
         sweep(&parent, &name);
         let (temp, lock) = create_locked(&parent, &name, |b| {
             let dir = b.tempdir_in(&parent)?.keep();
             let lock = File::open(&dir)?;
             Ok((dir.clone(), dir, lock))
         })?;
-        fs::set_permissions(&temp, fs::Permissions::from_mode(0o755)).map_err(|source| {
-            StagingError::Io {
-                op: "set permissions on",
-                path: temp.clone(),
-                source,
-            }
-        })?;
-        Ok(Staging {
-            dest,
-            temp,
-            overwrite,
-            _lock: lock,
-            done: false,
-        })
+        fs::set_permissions(&temp, fs::Permissions::from_mode(0o755))
+            .map_err(|source| StagingError::Io { op: "set permissions on", path: temp.clone(), source })?;
+        Ok(Staging { dest, temp, overwrite, _lock: lock, done: false })
     }
 
     /// Where to build the result.
@@ -145,30 +114,19 @@ impl Staging {
     /// missing or empty directory is replaced, also if one appeared since
     /// [`Staging::new`] (another run for the same destination).
     pub fn commit(mut self) -> Result<(), StagingError> {
-        let io_err = |op, path: &Path, source| StagingError::Io {
-            op,
-            path: path.to_owned(),
-            source,
-        };
+        let io_err = |op, path: &Path, source| StagingError::Io { op, path: path.to_owned(), source };
         match fs::symlink_metadata(&self.dest) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::rename(&self.temp, &self.dest)
-                    .map_err(|e| io_err("rename into place", &self.dest, e))?;
+                fs::rename(&self.temp, &self.dest).map_err(|e| io_err("rename into place", &self.dest, e))?;
                 self.done = true;
             }
             Err(e) => return Err(io_err("inspect", &self.dest, e)),
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(StagingError::Symlink {
-                    path: self.dest.clone(),
-                });
-            }
+            Ok(m) if m.file_type().is_symlink() => return Err(StagingError::Symlink { path: self.dest.clone() }),
             Ok(_) if !self.overwrite => {
                 // rename(2) replaces an empty directory and nothing else.
                 fs::rename(&self.temp, &self.dest).map_err(|e| match e.raw_os_error() {
                     Some(libc::ENOTEMPTY | libc::EEXIST | libc::ENOTDIR | libc::EISDIR) => {
-                        StagingError::Exists {
-                            path: self.dest.clone(),
-                        }
+                        StagingError::Exists { path: self.dest.clone() }
                     }
                     _ => io_err("rename into place", &self.dest, e),
                 })?;
@@ -183,8 +141,7 @@ impl Staging {
                     let mut old = self.temp.clone().into_os_string();
                     old.push(OLD);
                     let old = PathBuf::from(old);
-                    fs::rename(&self.dest, &old)
-                        .map_err(|e| io_err("move aside", &self.dest, e))?;
+                    fs::rename(&self.dest, &old).map_err(|e| io_err("move aside", &self.dest, e))?;
                     if let Err(e) = fs::rename(&self.temp, &self.dest) {
                         let _ = fs::rename(&old, &self.dest);
                         return Err(io_err("rename into place", &self.dest, e));
@@ -192,8 +149,7 @@ impl Staging {
                     fs::rename(&old, &self.temp).map_err(|e| io_err("clean up", &old, e))?;
                 }
                 self.done = true;
-                remove_tree(&self.temp)
-                    .map_err(|e| io_err("remove the previous result at", &self.temp, e))?;
+                remove_tree(&self.temp).map_err(|e| io_err("remove the previous result at", &self.temp, e))?;
             }
         }
         Ok(())
@@ -248,21 +204,14 @@ impl StagedFile {
 
     /// Makes the file mode 0644, syncs it and renames it over `dest`.
     pub fn persist(self) -> Result<(), StagingError> {
-        let io_err = |op, source| StagingError::Io {
-            op,
-            path: self.dest.clone(),
-            source,
-        };
+        let io_err = |op, source| StagingError::Io { op, path: self.dest.clone(), source };
         let f = self.temp.as_file();
-        f.set_permissions(fs::Permissions::from_mode(0o644))
-            .map_err(|e| io_err("set permissions on", e))?;
+        f.set_permissions(fs::Permissions::from_mode(0o644)).map_err(|e| io_err("set permissions on", e))?;
         f.sync_all().map_err(|e| io_err("write", e))?;
         let dest = self.dest.clone();
-        self.temp.persist(&dest).map_err(|e| StagingError::Io {
-            op: "rename into place",
-            path: dest,
-            source: e.error,
-        })?;
+        self.temp
+            .persist(&dest)
+            .map_err(|e| StagingError::Io { op: "rename into place", path: dest, source: e.error })?;
         Ok(())
     }
 
@@ -273,11 +222,7 @@ impl StagedFile {
         staged
             .file()
             .write_all(bytes)
-            .map_err(|source| StagingError::Io {
-                op: "write",
-                path: staged.dest.clone(),
-                source,
-            })?;
+            .map_err(|source| StagingError::Io { op: "write", path: staged.dest.clone(), source })?;
         staged.persist()
     }
 }
@@ -298,12 +243,7 @@ pub fn refuse_overlap(dest: &Path, input: &Path, what: &'static str) -> Result<(
     } else {
         return Ok(());
     };
-    Err(StagingError::Overlap {
-        path: dest.to_owned(),
-        relation,
-        what,
-        other: input.to_owned(),
-    })
+    Err(StagingError::Overlap { path: dest.to_owned(), relation, what, other: input.to_owned() })
 }
 
 /// `path` made absolute, with symlinks resolved as far as it exists and
@@ -336,12 +276,7 @@ fn resolve_existing(path: &Path) -> PathBuf {
 /// `/` or `/.` is dropped so that a symlink at the last component is seen
 /// as one (`lstat("link/")` would follow it).
 fn split(dest: &Path) -> Result<(PathBuf, OsString, PathBuf), StagingError> {
-    let name = dest
-        .file_name()
-        .ok_or_else(|| StagingError::NoName {
-            path: dest.to_owned(),
-        })?
-        .to_owned();
+    let name = dest.file_name().ok_or_else(|| StagingError::NoName { path: dest.to_owned() })?.to_owned();
     let parent = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
@@ -365,9 +300,7 @@ fn staged_prefix(name: &OsStr) -> OsString {
 /// Whether `entry` is an entry staged for `name`: the prefix, six random
 /// characters, optionally [`OLD`].
 fn is_staged_for(entry: &[u8], prefix: &[u8]) -> bool {
-    let Some(rest) = entry.strip_prefix(prefix) else {
-        return false;
-    };
+    let Some(rest) = entry.strip_prefix(prefix) else { return false };
     let rest = rest.strip_suffix(OLD.as_bytes()).unwrap_or(rest);
     rest.len() == RANDOM_LEN && rest.iter().all(u8::is_ascii_alphanumeric)
 }
@@ -387,34 +320,19 @@ fn create_locked<T>(
     builder.prefix(&prefix).rand_bytes(RANDOM_LEN);
     let op = "create a temporary entry in";
     for _ in 0..ATTEMPTS {
-        let (path, made, lock) = make(&builder).map_err(|source| StagingError::Io {
-            op,
-            path: parent.to_owned(),
-            source,
-        })?;
-        if try_lock(&lock).map_err(|source| StagingError::Io {
-            op: "lock",
-            path: path.clone(),
-            source,
-        })? && same_file(&lock, &path)
-        {
+        let (path, made, lock) = make(&builder).map_err(|source| StagingError::Io { op, path: parent.to_owned(), source })?;
+        if try_lock(&lock).map_err(|source| StagingError::Io { op: "lock", path: path.clone(), source })? && same_file(&lock, &path) {
             return Ok((made, lock));
         }
     }
-    Err(StagingError::Io {
-        op,
-        path: parent.to_owned(),
-        source: io::Error::from(io::ErrorKind::AlreadyExists),
-    })
+    Err(StagingError::Io { op, path: parent.to_owned(), source: io::Error::from(io::ErrorKind::AlreadyExists) })
 }
 
 /// Removes the entries staged for `name` in `parent` that no live run holds.
 /// Best effort: what cannot be inspected or removed is left alone.
 pub fn sweep(parent: &Path, name: &OsStr) -> usize {
     let prefix = staged_prefix(name);
-    let Ok(entries) = fs::read_dir(parent) else {
-        return 0;
-    };
+    let Ok(entries) = fs::read_dir(parent) else { return 0 };
     let mut removed = 0;
     for entry in entries.flatten() {
         if !is_staged_for(entry.file_name().as_bytes(), prefix.as_bytes()) {
@@ -441,11 +359,7 @@ fn lock_path(path: &Path) -> io::Result<Option<File>> {
     if !kind.is_dir() && !kind.is_file() {
         return Ok(None);
     }
-    Ok(if try_lock(&file)? && same_file(&file, path) {
-        Some(file)
-    } else {
-        None
-    })
+    Ok(if try_lock(&file)? && same_file(&file, path) { Some(file) } else { None })
 }
 
 /// `flock(LOCK_EX | LOCK_NB)`: false when another open file holds the lock.
@@ -475,20 +389,8 @@ fn same_file(file: &File, path: &Path) -> bool {
 fn exchange(a: &Path, b: &Path) -> io::Result<()> {
     let ca = CString::new(a.as_os_str().as_bytes())?;
     let cb = CString::new(b.as_os_str().as_bytes())?;
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc != 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE) };
+    if rc != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 /// Removes a tree that may contain mode-0000 directories (not root).
@@ -498,10 +400,7 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
         Err(e) => return Err(e),
         Ok(_) => {}
     }
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = crate::rootfs::cstr(path.file_name().map(|n| n.as_bytes()).unwrap_or(b"."))?;
     let dir = fs::File::open(parent)?;
     crate::rootfs::remove_all_at(dir.as_raw_fd(), &name)
@@ -512,10 +411,7 @@ mod tests {
     use super::*;
 
     fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut v: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
     }
@@ -526,24 +422,12 @@ mod tests {
         let dest = t.path().join("out");
         fs::create_dir(&dest).unwrap();
         fs::write(dest.join("old"), b"1").unwrap();
-        assert!(matches!(
-            Staging::new(&dest, false),
-            Err(StagingError::Exists { .. })
-        ));
+        assert!(matches!(Staging::new(&dest, false), Err(StagingError::Exists { .. })));
         std::os::unix::fs::symlink(&dest, t.path().join("link")).unwrap();
-        assert!(matches!(
-            Staging::new(&t.path().join("link"), true),
-            Err(StagingError::Symlink { .. })
-        ));
+        assert!(matches!(Staging::new(&t.path().join("link"), true), Err(StagingError::Symlink { .. })));
         // A trailing slash would make lstat follow the link.
-        assert!(matches!(
-            Staging::new(&t.path().join("link/"), true),
-            Err(StagingError::Symlink { .. })
-        ));
-        assert!(matches!(
-            Staging::new(&t.path().join("link/."), true),
-            Err(StagingError::Symlink { .. })
-        ));
+        assert!(matches!(Staging::new(&t.path().join("link/"), true), Err(StagingError::Symlink { .. })));
+        assert!(matches!(Staging::new(&t.path().join("link/."), true), Err(StagingError::Symlink { .. })));
 
         let s = Staging::new(&dest, true).unwrap();
         fs::write(s.path().join("new"), b"2").unwrap();
@@ -591,31 +475,15 @@ mod tests {
             fs::create_dir_all(t.path().join(d).join("rootfs/usr")).unwrap();
         }
         fs::write(t.path().join(".app.tar.gz.bundlegen-q1w2e3"), b"partial").unwrap();
-        for keep in [
-            ".app.bundlegen-toolong1",
-            ".app.bundlegen-",
-            ".other.bundlegen-Ab3dE9",
-            "app.bundlegen-Ab3dE9",
-        ] {
+        for keep in [".app.bundlegen-toolong1", ".app.bundlegen-", ".other.bundlegen-Ab3dE9", "app.bundlegen-Ab3dE9"] {
             fs::write(t.path().join(keep), b"not ours").unwrap();
         }
         // A live run for the same destination.
         let live = Staging::new(&dest, false).unwrap();
-        let live_name = live
-            .path()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        assert!(
-            !t.path().join(".app.bundlegen-Ab3dE9").exists(),
-            "swept by the new run"
-        );
+        let live_name = live.path().file_name().unwrap().to_string_lossy().into_owned();
+        assert!(!t.path().join(".app.bundlegen-Ab3dE9").exists(), "swept by the new run");
         assert!(!t.path().join(".app.bundlegen-zzzzzz.old").exists());
-        assert!(
-            t.path().join(".app.tar.gz.bundlegen-q1w2e3").exists(),
-            "another destination's"
-        );
+        assert!(t.path().join(".app.tar.gz.bundlegen-q1w2e3").exists(), "another destination's");
         // A second run sweeps again but leaves the live one alone.
         let second = Staging::new(&dest, false).unwrap();
         assert!(live.path().is_dir(), "{live_name} belongs to a live run");
@@ -631,13 +499,7 @@ mod tests {
         assert_eq!(sweep(t.path(), OsStr::new("app")), 0);
         assert!(t.path().join(&live_name).is_dir());
         drop(archive);
-        let mut expected = vec![
-            ".app.bundlegen-",
-            ".app.bundlegen-toolong1",
-            ".other.bundlegen-Ab3dE9",
-            "app.bundlegen-Ab3dE9",
-            live_name.as_str(),
-        ];
+        let mut expected = vec![".app.bundlegen-", ".app.bundlegen-toolong1", ".other.bundlegen-Ab3dE9", "app.bundlegen-Ab3dE9", live_name.as_str()];
         expected.sort();
         assert_eq!(names(t.path()), expected);
     }
@@ -651,17 +513,9 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         StagedFile::write(&link, b"new").unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"keep");
-        assert!(
-            !fs::symlink_metadata(&link)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
+        assert!(!fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         assert_eq!(fs::read(&link).unwrap(), b"new");
-        assert_eq!(
-            fs::metadata(&link).unwrap().permissions().mode() & 0o777,
-            0o644
-        );
+        assert_eq!(fs::metadata(&link).unwrap().permissions().mode() & 0o777, 0o644);
         assert_eq!(names(t.path()), ["report.json", "target"]);
         // Dropped without persist: nothing is left.
         drop(StagedFile::new(&t.path().join("x")).unwrap());
@@ -674,43 +528,17 @@ mod tests {
         let image = t.path().join("image");
         fs::create_dir_all(image.join("blobs")).unwrap();
         std::os::unix::fs::symlink(&image, t.path().join("via-link")).unwrap();
-        let inside = |p: &Path| {
-            matches!(
-                refuse_overlap(p, &image, "the image layout"),
-                Err(StagingError::Overlap {
-                    relation: "is inside",
-                    ..
-                })
-            )
-        };
+        let inside = |p: &Path| matches!(refuse_overlap(p, &image, "the image layout"), Err(StagingError::Overlap { relation: "is inside", .. }));
         assert!(inside(&image.join("out")));
         assert!(inside(&image.join("blobs")));
         assert!(inside(&image.join("new/deeper/out")));
         assert!(inside(&t.path().join("via-link/out")));
         assert!(inside(&t.path().join("x/../image/out")));
         assert!(inside(&image), "the image itself");
-        assert!(matches!(
-            refuse_overlap(t.path(), &image, "the image layout"),
-            Err(StagingError::Overlap {
-                relation: "contains",
-                ..
-            })
-        ));
+        assert!(matches!(refuse_overlap(t.path(), &image, "the image layout"), Err(StagingError::Overlap { relation: "contains", .. })));
         assert!(refuse_overlap(&t.path().join("image-out"), &image, "the image layout").is_ok());
-        assert!(
-            refuse_overlap(
-                &t.path().join("out"),
-                &t.path().join("missing"),
-                "the image layout"
-            )
-            .is_ok()
-        );
-        let msg = refuse_overlap(&image.join("out"), &image, "the image layout")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("is inside the image layout") && msg.contains("help:"),
-            "{msg}"
-        );
+        assert!(refuse_overlap(&t.path().join("out"), &t.path().join("missing"), "the image layout").is_ok());
+        let msg = refuse_overlap(&image.join("out"), &image, "the image layout").unwrap_err().to_string();
+        assert!(msg.contains("is inside the image layout") && msg.contains("help:"), "{msg}");
     }
 }

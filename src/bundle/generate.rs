@@ -124,11 +124,7 @@ pub struct ArchiveSummary {
 
 impl From<&ArchiveInfo> for ArchiveSummary {
     fn from(a: &ArchiveInfo) -> Self {
-        ArchiveSummary {
-            path: a.path.clone(),
-            size: a.size,
-            sha256: a.sha256.to_string(),
-        }
+        ArchiveSummary { path: a.path.clone(), size: a.size, sha256: a.sha256.to_string() }
     }
 }
 
@@ -163,52 +159,20 @@ pub fn generate(
 
     let staging = Staging::new(outputdir, opts.overwrite)?;
     let rootfs = staging.path().join("rootfs");
-    std::fs::create_dir(&rootfs).map_err(|source| Error::Output {
-        path: rootfs.clone(),
-        source,
-    })?;
+    std::fs::create_dir(&rootfs).map_err(|source| Error::Output { path: rootfs.clone(), source })?;
     let flattened = layers::flatten(source, image, &rootfs, &opts.flatten, &diag)?;
 
     let app = load_app(&rootfs, image, opts, &diag)?;
-    let app_json = serde_json::to_value(&app).map_err(|e| Error::Output {
-        path: rootfs.clone(),
-        source: std::io::Error::other(e),
-    })?;
+    let app_json = serde_json::to_value(&app).map_err(|e| Error::Output { path: rootfs.clone(), source: std::io::Error::other(e) })?;
     compat::check_platform(platform, image, &app_json, &diag)?;
 
-    diag.progress(Progress::Begin {
-        step: "analysing ELF files".into(),
-        total: None,
-        unit: Unit::Items,
-    });
-    let scan = elf::scan(&rootfs, &diag).map_err(|source| Error::Scan {
-        path: rootfs.clone(),
-        source,
-    })?;
+    diag.progress(Progress::Begin { step: "analysing ELF files".into(), total: None, unit: Unit::Items });
+    let scan = elf::scan(&rootfs, &diag).map_err(|source| Error::Scan { path: rootfs.clone(), source })?;
     diag.progress(Progress::End);
     let command = command_of(image);
-    let matching = MatchOptions {
-        graphics: app.graphics,
-        ..opts.matching.clone()
-    };
-    let plan = libmatch::plan(
-        &rootfs,
-        &scan,
-        platform,
-        platform.libs.as_ref(),
-        command.first().map(String::as_str),
-        &matching,
-        &diag,
-    )?;
-    let entrypoint = compat::check_entrypoint(
-        &rootfs,
-        &command,
-        path_env(image).as_deref(),
-        platform,
-        &scan,
-        &plan,
-        platform.libs.as_ref(),
-    )?;
+    let matching = MatchOptions { graphics: app.graphics, ..opts.matching.clone() };
+    let plan = libmatch::plan(&rootfs, &scan, platform, platform.libs.as_ref(), command.first().map(String::as_str), &matching, &diag)?;
+    let entrypoint = compat::check_entrypoint(&rootfs, &command, path_env(image).as_deref(), platform, &scan, &plan, platform.libs.as_ref())?;
     let removed = libmatch::apply(&rootfs, &plan)?;
 
     let built = config::build(
@@ -243,10 +207,7 @@ pub fn generate(
     })?;
     json.push(b'\n');
     let config_path = staging.path().join("config.json");
-    std::fs::write(&config_path, json).map_err(|source| Error::Output {
-        path: config_path,
-        source,
-    })?;
+    std::fs::write(&config_path, json).map_err(|source| Error::Output { path: config_path, source })?;
     let bundle_bytes = flattened.stats.bytes.saturating_sub(removed.bytes_removed);
 
     // The archive is written from the staging directory before anything is
@@ -254,9 +215,7 @@ pub fn generate(
     // and archive as they were; then both are renamed into place.
     let archive_opts = archive_options(platform, &built, &flattened.recorded, opts)?;
     let staged_archive = match (opts.archive, archive_path(outputdir, opts.archive)) {
-        (ArchiveKind::Tar(_), Some(out)) => {
-            Some(archive::stage_tar(staging.path(), &out, &archive_opts)?)
-        }
+        (ArchiveKind::Tar(_), Some(out)) => Some(archive::stage_tar(staging.path(), &out, &archive_opts)?),
         (ArchiveKind::Ipk, Some(out)) => {
             let arch = platform.spec.arch.as_ref();
             let meta = archive::IpkMeta {
@@ -269,34 +228,17 @@ pub fn generate(
                 description: app.description.clone().unwrap_or_else(|| app.id.clone()),
                 priority: app.priority.clone(),
             };
-            Some(archive::stage_ipk(
-                staging.path(),
-                &out,
-                &meta,
-                &archive_opts,
-            )?)
+            Some(archive::stage_ipk(staging.path(), &out, &meta, &archive_opts)?)
         }
         _ => None,
     };
     staging.commit()?;
-    let archive = staged_archive
-        .map(archive::StagedArchive::persist)
-        .transpose()?;
+    let archive = staged_archive.map(archive::StagedArchive::persist).transpose()?;
     let oci_output = match opts.oci_output {
         Some(dir) => {
             let tag = app.version.clone().unwrap_or_else(|| "latest".into());
-            let layer_opts = ArchiveOptions {
-                owner: None,
-                file_mask: None,
-                ..archive_opts.clone()
-            };
-            let digest = ocidir::write(
-                &outputdir.join("rootfs"),
-                &image.config,
-                dir,
-                &tag,
-                &layer_opts,
-            )?;
+            let layer_opts = ArchiveOptions { owner: None, file_mask: None, ..archive_opts.clone() };
+            let digest = ocidir::write(&outputdir.join("rootfs"), &image.config, dir, &tag, &layer_opts)?;
             Some(format!("{}:{tag} ({digest})", dir.display()))
         }
         None => None,
@@ -318,15 +260,8 @@ pub fn generate(
         bundle: outputdir.to_owned(),
         entrypoint,
         libraries: plan,
-        bytes: Bytes {
-            image: flattened.stats.bytes,
-            removed: removed.bytes_removed,
-            bundle: bundle_bytes,
-        },
-        files: Files {
-            image: flattened.stats.files,
-            removed: removed.files_removed,
-        },
+        bytes: Bytes { image: flattened.stats.bytes, removed: removed.bytes_removed, bundle: bundle_bytes },
+        files: Files { image: flattened.stats.files, removed: removed.files_removed },
         rootfs_changes: prep_report,
         archive: archive.as_ref().map(ArchiveSummary::from),
         oci_output,
@@ -336,12 +271,7 @@ pub fn generate(
 
 /// Reads the app metadata from `-a`, or from the image (then removes it
 /// from the bundle), and applies `-x`.
-fn load_app(
-    rootfs: &Path,
-    image: &ResolvedImage,
-    opts: &GenerateOptions<'_>,
-    diag: &dyn Diagnostics,
-) -> Result<AppMetadata, Error> {
+fn load_app(rootfs: &Path, image: &ResolvedImage, opts: &GenerateOptions<'_>, diag: &dyn Diagnostics) -> Result<AppMetadata, Error> {
     let in_image = rootfs.join(IMAGE_APPMETADATA);
     let app = match opts.app_metadata {
         Some(path) => AppMetadata::load(path, opts.strict, diag)?,
@@ -349,23 +279,15 @@ fn load_app(
             // Read inside the rootfs: a symlink there never reaches the host.
             let bytes = crate::rootfs::Walker::new(rootfs)
                 .and_then(|mut w| w.read_file(IMAGE_APPMETADATA.as_bytes(), MAX_APPMETADATA))
-                .map_err(|source| crate::appmeta::AppMetaError::Read {
-                    path: in_image.clone(),
-                    source,
-                })?
-                .ok_or_else(|| Error::NoAppMetadata {
-                    image: image.name.clone(),
-                })?;
+                .map_err(|source| crate::appmeta::AppMetaError::Read { path: in_image.clone(), source })?
+                .ok_or_else(|| Error::NoAppMetadata { image: image.name.clone() })?;
             let name = format!("{}:/{IMAGE_APPMETADATA}", image.name);
             AppMetadata::parse(&bytes, &name, opts.strict, diag)?
         }
     };
     // BundleGen removes the image's copy from the bundle in either case.
     if std::fs::symlink_metadata(&in_image).is_ok() {
-        std::fs::remove_file(&in_image).map_err(|source| Error::Output {
-            path: in_image.clone(),
-            source,
-        })?;
+        std::fs::remove_file(&in_image).map_err(|source| Error::Output { path: in_image.clone(), source })?;
     }
     match opts.app_id {
         Some(id) => Ok(app.with_id(id)?),
@@ -376,19 +298,12 @@ fn load_app(
 /// Entrypoint followed by Cmd, as runtimes join them.
 fn command_of(image: &ResolvedImage) -> Vec<String> {
     let cfg = image.config.config.clone().unwrap_or_default();
-    cfg.entrypoint
-        .into_iter()
-        .flatten()
-        .chain(cfg.cmd.into_iter().flatten())
-        .collect()
+    cfg.entrypoint.into_iter().flatten().chain(cfg.cmd.into_iter().flatten()).collect()
 }
 
 fn path_env(image: &ResolvedImage) -> Option<String> {
     let cfg = image.config.config.as_ref()?;
-    cfg.env
-        .iter()
-        .flatten()
-        .find_map(|e| e.strip_prefix("PATH=").map(str::to_owned))
+    cfg.env.iter().flatten().find_map(|e| e.strip_prefix("PATH=").map(str::to_owned))
 }
 
 fn archive_options<'a>(
@@ -404,25 +319,19 @@ fn archive_options<'a>(
     };
     let file_mask = match tarball.and_then(|t| t.file_mask.as_deref()) {
         None => None,
-        Some(text) => Some(
-            u32::from_str_radix(text.trim().trim_start_matches("0o"), 8)
-                .ok()
-                .filter(|m| *m <= 0o777)
-                .ok_or_else(|| config::ConfigError::Invalid {
-                    subject: format!("platform {}: tarball.fileMask", platform.name),
-                    message: format!("{text:?} is not an octal permission mask such as \"770\""),
-                })?,
-        ),
+        Some(text) => Some(u32::from_str_radix(text.trim().trim_start_matches("0o"), 8).ok().filter(|m| *m <= 0o777).ok_or_else(|| {
+            config::ConfigError::Invalid {
+                subject: format!("platform {}: tarball.fileMask", platform.name),
+                message: format!("{text:?} is not an octal permission mask such as \"770\""),
+            }
+        })?),
     };
     Ok(ArchiveOptions {
         compression,
         level: None,
         source_date_epoch: opts.source_date_epoch,
         threads: opts.threads,
-        owner: tarball
-            .and_then(|t| t.file_ownership_same_as_user)
-            .unwrap_or(false)
-            .then_some(built.user),
+        owner: tarball.and_then(|t| t.file_ownership_same_as_user).unwrap_or(false).then_some(built.user),
         file_mask,
         recorded,
         rootless: opts.flatten.rootless,

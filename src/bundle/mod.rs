@@ -6,8 +6,8 @@ pub mod config;
 pub mod generate;
 pub mod ocidir;
 pub mod plugins;
-pub mod prep;
 pub mod validate;
+pub mod prep;
 
 /// A device file bind-mounted read-only into the container in place of the
 /// image's own copy (a library the device already has, a GPU library).

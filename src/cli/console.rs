@@ -16,10 +16,7 @@ pub struct Console {
 impl Console {
     pub fn new(quiet: bool) -> Self {
         let tty = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
-        Console {
-            bar: (tty && !quiet).then(|| Mutex::new(None)),
-            quiet,
-        }
+        Console { bar: (tty && !quiet).then(|| Mutex::new(None)), quiet }
     }
 
     pub fn note(&self, line: &str) {
@@ -30,12 +27,7 @@ impl Console {
     }
 
     fn print(&self, line: &str) {
-        if let Some(bar) = self
-            .bar
-            .as_ref()
-            .and_then(|b| b.lock().ok())
-            .and_then(|b| b.clone())
-        {
+        if let Some(bar) = self.bar.as_ref().and_then(|b| b.lock().ok()).and_then(|b| b.clone()) {
             bar.suspend(|| eprintln!("{line}"));
         } else {
             eprintln!("{line}");
@@ -51,10 +43,9 @@ impl Diagnostics for Console {
     fn progress(&self, event: Progress) {
         let Some(slot) = &self.bar else {
             if let Progress::Begin { step, .. } = event
-                && !self.quiet
-            {
-                eprintln!("{step}");
-            }
+                && !self.quiet {
+                    eprintln!("{step}");
+                }
             return;
         };
         let Ok(mut slot) = slot.lock() else { return };

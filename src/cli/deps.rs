@@ -32,31 +32,18 @@ pub struct DepsArgs {
 
 pub fn run(args: &DepsArgs, diag: &dyn Diagnostics) -> Result<(), Failure> {
     let given = Path::new(&args.target);
-    let is_rootfs =
-        given.is_dir() && !given.join("oci-layout").exists() && !args.target.starts_with("oci:");
+    let is_rootfs = given.is_dir() && !given.join("oci-layout").exists() && !args.target.starts_with("oci:");
     let _unpacked;
     let root = if is_rootfs {
         given.to_owned()
     } else {
-        let image = super::image_args::ImageArgs {
-            image: args.target.clone(),
-            arch: args.arch.clone(),
-            variant: None,
-            os: None,
-        };
+        let image = super::image_args::ImageArgs { image: args.target.clone(), arch: args.arch.clone(), variant: None, os: None };
         let (source, resolved) = image.open(None)?;
         let temp = tempfile::Builder::new()
             .prefix("bundlegen-deps-")
             .tempdir()
-            .map_err(|e| {
-                Failure::Processing(
-                    anyhow::Error::new(e).context("cannot create a temporary directory"),
-                )
-            })?;
-        let options = bundlegen::layers::FlattenOptions {
-            rootless: true,
-            ..Default::default()
-        };
+            .map_err(|e| Failure::Processing(anyhow::Error::new(e).context("cannot create a temporary directory")))?;
+        let options = bundlegen::layers::FlattenOptions { rootless: true, ..Default::default() };
         bundlegen::layers::flatten(&source, &resolved, temp.path(), &options, diag)
             .map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
         let root = temp.path().to_owned();

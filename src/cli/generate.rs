@@ -64,12 +64,7 @@ pub struct GenerateArgs {
     #[arg(short = 'x', long = "appid", value_name = "ID")]
     pub appid: Option<String>,
     /// Library matching policy
-    #[arg(
-        short = 'm',
-        long = "libmatchingmode",
-        value_enum,
-        default_value = "normal"
-    )]
+    #[arg(short = 'm', long = "libmatchingmode", value_enum, default_value = "normal")]
     pub libmatchingmode: LibMatchingMode,
     /// Match only the libraries the executables need directly
     #[arg(short = 'n', long = "nodepwalking")]
@@ -125,9 +120,7 @@ pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
     let started = Instant::now();
     if args.threads > 0 {
         // The ELF scan uses rayon's global pool.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(args.threads)
-            .build_global();
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global();
     }
     let load = LoadOptions {
         search_paths: args.searchpath.clone(),
@@ -138,47 +131,23 @@ pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
     }
     .with_env_search_paths();
     let operator = match &args.operator {
-        Some(path) => Some(
-            Operator::load(path, args.strict, console).map_err(|e| Failure::BadInput(e.into()))?,
-        ),
+        Some(path) => Some(Operator::load(path, args.strict, console).map_err(|e| Failure::BadInput(e.into()))?),
         None => None,
     };
-    let load = LoadOptions {
-        overlay_values: operator
-            .iter()
-            .filter_map(Operator::platform_overlay)
-            .collect(),
-        ..load
-    };
-    let platform =
-        platform::load(&args.platform, &load, console).map_err(|e| Failure::BadInput(e.into()))?;
+    let load = LoadOptions { overlay_values: operator.iter().filter_map(Operator::platform_overlay).collect(), ..load };
+    let platform = platform::load(&args.platform, &load, console).map_err(|e| Failure::BadInput(e.into()))?;
 
-    let reference = ImageRef::parse(&args.image)
+    let reference = ImageRef::parse(&args.image).map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
+    let source = OpenImage::open(&reference, &OpenOptions { creds: args.creds.clone(), temp_dir: None })
         .map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
-    let source = OpenImage::open(
-        &reference,
-        &OpenOptions {
-            creds: args.creds.clone(),
-            temp_dir: None,
-        },
-    )
-    .map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
     // Pick the platform's architecture from a multi-platform image; a
     // single-platform image of another architecture is resolved anyway so
     // that the compatibility check reports it (exit 2), not "no match".
-    let selector = Selector {
-        tag: reference.tag().map(str::to_owned),
-        arch: platform.oci_arch().map(str::to_owned),
-        variant: None,
-        os: None,
-    };
+    let selector = Selector { tag: reference.tag().map(str::to_owned), arch: platform.oci_arch().map(str::to_owned), variant: None, os: None };
     let image = match source.resolve(&selector) {
         Ok(image) => image,
         Err(first) => source
-            .resolve(&Selector {
-                arch: None,
-                ..selector
-            })
+            .resolve(&Selector { arch: None, ..selector })
             .map_err(|_| Failure::from(bundlegen::error::Error::from(first)))?,
     };
 
@@ -222,19 +191,15 @@ pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
     };
     if !args.yes
         && let Some(out) = generate::archive_path(&args.outputdir, archive)
-        && std::fs::symlink_metadata(&out).is_ok()
-    {
-        return Err(Failure::BadInput(anyhow::anyhow!(
-            "{} already exists\nhelp: pass -y to replace it",
-            out.display()
-        )));
-    }
-    let report = generate::generate(&source, &image, &args.outputdir, &opts, console)
-        .map_err(|e| vanished(&args.outputdir, e))?;
+            && std::fs::symlink_metadata(&out).is_ok() {
+                return Err(Failure::BadInput(anyhow::anyhow!(
+                    "{} already exists\nhelp: pass -y to replace it",
+                    out.display()
+                )));
+            }
+    let report = generate::generate(&source, &image, &args.outputdir, &opts, console).map_err(|e| vanished(&args.outputdir, e))?;
     if let Some(path) = &args.report {
-        let mut json = serde_json::to_vec_pretty(&report)
-            .context("cannot encode the report")
-            .map_err(Failure::Processing)?;
+        let mut json = serde_json::to_vec_pretty(&report).context("cannot encode the report").map_err(Failure::Processing)?;
         json.push(b'\n');
         bundlegen::staging::StagedFile::write(path, &json)
             .with_context(|| format!("cannot write the report {}", path.display()))
@@ -268,9 +233,11 @@ fn vanished(outputdir: &std::path::Path, e: bundlegen::error::Error) -> Failure 
 fn source_date_epoch() -> anyhow::Result<Option<i64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if v.trim().is_empty() => Ok(None),
-        Ok(v) => v.trim().parse::<i64>().map(Some).map_err(|_| {
-            anyhow::anyhow!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")
-        }),
+        Ok(v) => v
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")),
         Err(_) => Ok(None),
     }
 }

@@ -25,18 +25,9 @@ pub struct ImageArgs {
 }
 
 impl ImageArgs {
-    pub fn open(
-        &self,
-        creds: Option<String>,
-    ) -> Result<(OpenImage, ResolvedImage), bundlegen::error::Error> {
+    pub fn open(&self, creds: Option<String>) -> Result<(OpenImage, ResolvedImage), bundlegen::error::Error> {
         let reference = ImageRef::parse(&self.image)?;
-        let open = OpenImage::open(
-            &reference,
-            &OpenOptions {
-                creds,
-                temp_dir: None,
-            },
-        )?;
+        let open = OpenImage::open(&reference, &OpenOptions { creds, temp_dir: None })?;
         let resolved = open.resolve(&Selector {
             tag: reference.tag().map(str::to_owned),
             arch: self.arch.clone(),

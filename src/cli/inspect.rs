@@ -14,11 +14,7 @@ pub struct InspectArgs {
 
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     let (source, image) = args.image.open(None)?;
-    let mut tags: Vec<String> = source
-        .manifests()?
-        .into_iter()
-        .filter_map(|c| c.tag)
-        .collect();
+    let mut tags: Vec<String> = source.manifests()?.into_iter().filter_map(|c| c.tag).collect();
     tags.sort();
     tags.dedup();
     let cfg = image.config.config.clone().unwrap_or_default();
@@ -62,30 +58,11 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     println!("Manifest:     {}", image.manifest_digest);
     println!("Config:       {}", image.config_digest);
     println!("Platform:     {}", image.platform);
-    println!(
-        "Tags:         {}",
-        if tags.is_empty() {
-            "(none)".to_owned()
-        } else {
-            tags.join(", ")
-        }
-    );
+    println!("Tags:         {}", if tags.is_empty() { "(none)".to_owned() } else { tags.join(", ") });
     println!("Entrypoint:   {}", quote_list(cfg.entrypoint.as_deref()));
     println!("Cmd:          {}", quote_list(cfg.cmd.as_deref()));
-    println!(
-        "User:         {}",
-        cfg.user
-            .as_deref()
-            .filter(|u| !u.is_empty())
-            .unwrap_or("(root)")
-    );
-    println!(
-        "WorkingDir:   {}",
-        cfg.working_dir
-            .as_deref()
-            .filter(|u| !u.is_empty())
-            .unwrap_or("/")
-    );
+    println!("User:         {}", cfg.user.as_deref().filter(|u| !u.is_empty()).unwrap_or("(root)"));
+    println!("WorkingDir:   {}", cfg.working_dir.as_deref().filter(|u| !u.is_empty()).unwrap_or("/"));
     println!("Env:");
     for e in cfg.env.iter().flatten() {
         println!("  {e}");

@@ -94,10 +94,7 @@ impl Failure {
 /// Classifies an error by the library error inside it, if any.
 impl From<anyhow::Error> for Failure {
     fn from(e: anyhow::Error) -> Self {
-        let category = e.chain().find_map(|c| {
-            c.downcast_ref::<bundlegen::error::Error>()
-                .map(|e| e.category())
-        });
+        let category = e.chain().find_map(|c| c.downcast_ref::<bundlegen::error::Error>().map(|e| e.category()));
         match category {
             Some(Category::BadInput) => Failure::BadInput(e),
             Some(Category::Incompatible) => Failure::Incompatible(e),
@@ -157,9 +154,7 @@ fn report(e: &anyhow::Error) {
         eprintln!("  caused by: {cause}");
     }
     if !message.contains("\nhelp: ")
-        && let Some(help) = e
-            .chain()
-            .find_map(|c| c.downcast_ref::<std::io::Error>().and_then(io_help))
+        && let Some(help) = e.chain().find_map(|c| c.downcast_ref::<std::io::Error>().and_then(io_help))
     {
         eprintln!("help: {help}");
     }
@@ -169,12 +164,8 @@ fn report(e: &anyhow::Error) {
 fn io_help(e: &std::io::Error) -> Option<&'static str> {
     use std::io::ErrorKind;
     match e.kind() {
-        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
-            Some("the file system is full: free space on it, or write the output elsewhere")
-        }
-        ErrorKind::ReadOnlyFilesystem => {
-            Some("the file system is read-only: write the output elsewhere")
-        }
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Some("the file system is full: free space on it, or write the output elsewhere"),
+        ErrorKind::ReadOnlyFilesystem => Some("the file system is read-only: write the output elsewhere"),
         _ => None,
     }
 }

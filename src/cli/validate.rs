@@ -28,40 +28,22 @@ pub struct ValidateArgs {
 pub fn run(args: ValidateArgs, console: &Console) -> Result<(), Failure> {
     let platform = match &args.platform {
         Some(name) => {
-            let load = LoadOptions {
-                search_paths: args.searchpath.clone(),
-                load_libs: true,
-                ..LoadOptions::default()
-            }
-            .with_env_search_paths();
+            let load = LoadOptions { search_paths: args.searchpath.clone(), load_libs: true, ..LoadOptions::default() }.with_env_search_paths();
             Some(platform::load(name, &load, console).map_err(|e| Failure::BadInput(e.into()))?)
         }
         None => None,
     };
-    let result =
-        validate::validate(&args.bundle, platform.as_ref(), console).map_err(Failure::from)?;
+    let result = validate::validate(&args.bundle, platform.as_ref(), console).map_err(Failure::from)?;
     if args.json {
-        let text =
-            serde_json::to_string_pretty(&result).map_err(|e| Failure::Processing(e.into()))?;
+        let text = serde_json::to_string_pretty(&result).map_err(|e| Failure::Processing(e.into()))?;
         println!("{text}");
     } else {
         let entry = result
             .entrypoint
             .as_ref()
-            .map(|e| {
-                format!(
-                    "; entrypoint {} ({}) runs on {}",
-                    e.located.real,
-                    e.arch,
-                    platform.as_ref().map(|p| p.name.as_str()).unwrap_or("")
-                )
-            })
+            .map(|e| format!("; entrypoint {} ({}) runs on {}", e.located.real, e.arch, platform.as_ref().map(|p| p.name.as_str()).unwrap_or("")))
             .unwrap_or_default();
-        println!(
-            "{}: valid ({} schema){entry}",
-            args.bundle.display(),
-            result.schema
-        );
+        println!("{}: valid ({} schema){entry}", args.bundle.display(), result.schema);
     }
     Ok(())
 }

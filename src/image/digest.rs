@@ -18,9 +18,7 @@ impl Digest {
     /// Parses and validates a digest string such as found in a descriptor.
     pub fn parse(s: &str) -> Result<Digest, String> {
         let Some((alg, hex)) = s.split_once(':') else {
-            return Err(format!(
-                "`{s}` is not a digest: expected `sha256:<64 hex digits>`"
-            ));
+            return Err(format!("`{s}` is not a digest: expected `sha256:<64 hex digits>`"));
         };
         if alg != "sha256" {
             return Err(format!(
@@ -28,19 +26,13 @@ impl Digest {
                 truncate(s)
             ));
         }
-        if hex.len() != 64
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(format!(
                 "digest `{}` is malformed: expected 64 lowercase hex digits after `sha256:`",
                 truncate(s)
             ));
         }
-        Ok(Digest {
-            hex: hex.to_owned(),
-        })
+        Ok(Digest { hex: hex.to_owned() })
     }
 
     pub fn from_sha256(bytes: &[u8]) -> Digest {
@@ -126,10 +118,7 @@ impl Hasher {
             }
             h
         });
-        Hasher::Thread {
-            tx: Some(tx),
-            handle: Some(handle),
-        }
+        Hasher::Thread { tx: Some(tx), handle: Some(handle) }
     }
 
     fn update(&mut self, data: &[u8]) {
@@ -193,26 +182,12 @@ pub struct Verified<R> {
 impl<R: Read> Verified<R> {
     /// Verifies both size and digest.
     pub fn new(inner: R, expected: Digest, expected_size: u64) -> Self {
-        Verified {
-            inner,
-            hasher: Hasher::Inline(Sha256::new()),
-            read: 0,
-            expected_size: Some(expected_size),
-            expected: Some(expected),
-            done: false,
-        }
+        Verified { inner, hasher: Hasher::Inline(Sha256::new()), read: 0, expected_size: Some(expected_size), expected: Some(expected), done: false }
     }
 
     /// Only hashes and counts; use [`Verified::finish`] to read the result.
     pub fn hashing(inner: R) -> Self {
-        Verified {
-            inner,
-            hasher: Hasher::Inline(Sha256::new()),
-            read: 0,
-            expected_size: None,
-            expected: None,
-            done: false,
-        }
+        Verified { inner, hasher: Hasher::Inline(Sha256::new()), read: 0, expected_size: None, expected: None, done: false }
     }
 
     /// Hashes on a separate thread (for large streams read by a busy thread).
@@ -238,20 +213,13 @@ impl<R: Read> Verified<R> {
         }
         self.done = true;
         if let Some(expected) = self.expected_size
-            && self.read != expected
-        {
-            return Err(invalid(Mismatch::Size {
-                expected,
-                actual: self.read,
-            }));
-        }
+            && self.read != expected {
+                return Err(invalid(Mismatch::Size { expected, actual: self.read }));
+            }
         if let Some(expected) = &self.expected {
             let actual = self.hasher.digest();
             if &actual != expected {
-                return Err(invalid(Mismatch::Digest {
-                    expected: expected.clone(),
-                    actual,
-                }));
+                return Err(invalid(Mismatch::Digest { expected: expected.clone(), actual }));
             }
         }
         Ok(())
@@ -274,10 +242,9 @@ impl<R: Read> Read for Verified<R> {
         }
         self.read += n as u64;
         if let Some(expected) = self.expected_size
-            && self.read > expected
-        {
-            return Err(invalid(Mismatch::TooLong { expected }));
-        }
+            && self.read > expected {
+                return Err(invalid(Mismatch::TooLong { expected }));
+            }
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
@@ -285,8 +252,7 @@ impl<R: Read> Read for Verified<R> {
 
 /// Finds a [`Mismatch`] inside an I/O error produced by [`Verified`].
 pub fn mismatch_of(e: &io::Error) -> Option<&Mismatch> {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<Mismatch>())
+    e.get_ref().and_then(|inner| inner.downcast_ref::<Mismatch>())
 }
 
 #[cfg(test)]
@@ -309,42 +275,22 @@ mod tests {
         let data = b"hello world";
         let good = Digest::of(data);
         let mut out = Vec::new();
-        Verified::new(&data[..], good.clone(), 11)
-            .read_to_end(&mut out)
-            .unwrap();
+        Verified::new(&data[..], good.clone(), 11).read_to_end(&mut out).unwrap();
         assert_eq!(out, data);
 
-        let err = Verified::new(&data[..], good.clone(), 12)
-            .read_to_end(&mut Vec::new())
-            .unwrap_err();
-        assert_eq!(
-            mismatch_of(&err),
-            Some(&Mismatch::Size {
-                expected: 12,
-                actual: 11
-            })
-        );
+        let err = Verified::new(&data[..], good.clone(), 12).read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(mismatch_of(&err), Some(&Mismatch::Size { expected: 12, actual: 11 }));
 
-        let err = Verified::new(&data[..], good.clone(), 5)
-            .read_to_end(&mut Vec::new())
-            .unwrap_err();
+        let err = Verified::new(&data[..], good.clone(), 5).read_to_end(&mut Vec::new()).unwrap_err();
         assert_eq!(mismatch_of(&err), Some(&Mismatch::TooLong { expected: 5 }));
 
-        let err = Verified::new(&b"hello worle"[..], good.clone(), 11)
-            .read_to_end(&mut Vec::new())
-            .unwrap_err();
+        let err = Verified::new(&b"hello worle"[..], good.clone(), 11).read_to_end(&mut Vec::new()).unwrap_err();
         assert!(matches!(mismatch_of(&err), Some(Mismatch::Digest { .. })));
 
         // The same on a hashing thread.
         let mut out = Vec::new();
-        Verified::new(&data[..], good.clone(), 11)
-            .offloaded()
-            .read_to_end(&mut out)
-            .unwrap();
-        let err = Verified::new(&b"hello worle"[..], good, 11)
-            .offloaded()
-            .read_to_end(&mut Vec::new())
-            .unwrap_err();
+        Verified::new(&data[..], good.clone(), 11).offloaded().read_to_end(&mut out).unwrap();
+        let err = Verified::new(&b"hello worle"[..], good, 11).offloaded().read_to_end(&mut Vec::new()).unwrap_err();
         assert!(matches!(mismatch_of(&err), Some(Mismatch::Digest { .. })));
         let (d, n) = Verified::hashing(&data[..]).offloaded().finish();
         assert_eq!((d, n), (Digest::from_sha256(&Sha256::digest(b"")), 0));

@@ -18,9 +18,7 @@ use std::path::{Path, PathBuf};
 
 pub use digest::Digest;
 use digest::{Mismatch, Verified, mismatch_of};
-use spec::{
-    ANNOTATION_REF_NAME, Compression, ImageConfig, Index, Manifest, Platform, RawDescriptor,
-};
+use spec::{ANNOTATION_REF_NAME, Compression, ImageConfig, Index, Manifest, Platform, RawDescriptor};
 
 /// JSON documents (index, manifest, config) larger than this are refused.
 const MAX_JSON_BYTES: u64 = 16 << 20;
@@ -65,11 +63,7 @@ pub enum ImageError {
     #[error("{what} is larger than {limit} bytes; refusing to read it")]
     TooLarge { what: String, limit: u64 },
     #[error("no image in {layout} matches {wanted}\nhelp: {available}")]
-    NoMatch {
-        layout: String,
-        wanted: String,
-        available: String,
-    },
+    NoMatch { layout: String, wanted: String, available: String },
     #[error("image config {digest}: {reason}")]
     Config { digest: Digest, reason: String },
     #[error("cannot unpack OCI archive {path}: {reason}")]
@@ -79,9 +73,7 @@ pub enum ImageError {
         #[source]
         source: Option<io::Error>,
     },
-    #[error(
-        "skopeo could not copy `{reference}` to a local layout: {stderr}\nhelp: is skopeo installed, and are the credentials (-c) right?"
-    )]
+    #[error("skopeo could not copy `{reference}` to a local layout: {stderr}\nhelp: is skopeo installed, and are the credentials (-c) right?")]
     Skopeo { reference: String, stderr: String },
     #[error("cannot create a temporary directory for {reference}")]
     Temp {
@@ -105,22 +97,12 @@ pub enum ImageRef {
     Skopeo { reference: String },
 }
 
-const SKOPEO_TRANSPORTS: &[&str] = &[
-    "docker://",
-    "docker-archive:",
-    "docker-daemon:",
-    "dir:",
-    "containers-storage:",
-    "sif:",
-    "ostree:",
-];
+const SKOPEO_TRANSPORTS: &[&str] =
+    &["docker://", "docker-archive:", "docker-daemon:", "dir:", "containers-storage:", "sif:", "ostree:"];
 
 impl ImageRef {
     pub fn parse(s: &str) -> Result<ImageRef, ImageError> {
-        let bad = |reason: &str| ImageError::Reference {
-            reference: s.to_owned(),
-            reason: reason.to_owned(),
-        };
+        let bad = |reason: &str| ImageError::Reference { reference: s.to_owned(), reason: reason.to_owned() };
         if s.is_empty() {
             return Err(bad("it is empty"));
         }
@@ -147,14 +129,9 @@ impl ImageRef {
             return Ok(ImageRef::Archive { file, tag });
         }
         if SKOPEO_TRANSPORTS.iter().any(|t| s.starts_with(t)) {
-            return Ok(ImageRef::Skopeo {
-                reference: s.to_owned(),
-            });
+            return Ok(ImageRef::Skopeo { reference: s.to_owned() });
         }
-        Ok(ImageRef::Layout {
-            dir: PathBuf::from(s),
-            tag: None,
-        })
+        Ok(ImageRef::Layout { dir: PathBuf::from(s), tag: None })
     }
 
     pub fn tag(&self) -> Option<&str> {
@@ -202,12 +179,7 @@ impl OpenImage {
         match reference {
             ImageRef::Layout { dir, tag } => {
                 check_layout(dir)?;
-                Ok(OpenImage {
-                    dir: dir.clone(),
-                    name: dir.display().to_string(),
-                    tag: tag.clone(),
-                    _temp: None,
-                })
+                Ok(OpenImage { dir: dir.clone(), name: dir.display().to_string(), tag: tag.clone(), _temp: None })
             }
             ImageRef::Archive { file, tag } => {
                 let temp = temp_dir(options, &file.display().to_string())?;
@@ -234,25 +206,14 @@ impl OpenImage {
     }
 
     /// Reads and verifies a small JSON blob (manifest, index, config).
-    fn json_blob<T: serde::de::DeserializeOwned>(
-        &self,
-        d: &Descriptor,
-        what: &str,
-    ) -> Result<(T, Vec<u8>), ImageError> {
+    fn json_blob<T: serde::de::DeserializeOwned>(&self, d: &Descriptor, what: &str) -> Result<(T, Vec<u8>), ImageError> {
         if d.size > MAX_JSON_BYTES {
-            return Err(ImageError::TooLarge {
-                what: format!("{what} {}", d.digest),
-                limit: MAX_JSON_BYTES,
-            });
+            return Err(ImageError::TooLarge { what: format!("{what} {}", d.digest), limit: MAX_JSON_BYTES });
         }
         let mut bytes = Vec::with_capacity(d.size as usize);
-        self.blob(d, what)?
-            .read_to_end(&mut bytes)
-            .map_err(|e| self.read_error(d, what, e))?;
-        let value = serde_json::from_slice(&bytes).map_err(|source| ImageError::Json {
-            what: format!("{what} {}", d.digest),
-            source,
-        })?;
+        self.blob(d, what)?.read_to_end(&mut bytes).map_err(|e| self.read_error(d, what, e))?;
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|source| ImageError::Json { what: format!("{what} {}", d.digest), source })?;
         Ok((value, bytes))
     }
 
@@ -276,17 +237,8 @@ impl OpenImage {
     /// Turns an error from reading a verified blob into the right variant.
     pub fn read_error(&self, d: &Descriptor, what: &str, e: io::Error) -> ImageError {
         match mismatch_of(&e) {
-            Some(m) => ImageError::BlobMismatch {
-                what: what.to_owned(),
-                digest: d.digest.clone(),
-                source: m.clone(),
-            },
-            None => ImageError::Blob {
-                what: what.to_owned(),
-                digest: d.digest.clone(),
-                path: self.blob_path(&d.digest),
-                source: e,
-            },
+            Some(m) => ImageError::BlobMismatch { what: what.to_owned(), digest: d.digest.clone(), source: m.clone() },
+            None => ImageError::Blob { what: what.to_owned(), digest: d.digest.clone(), path: self.blob_path(&d.digest), source: e },
         }
     }
 
@@ -294,16 +246,13 @@ impl OpenImage {
     /// nested indexes, in document order.
     pub fn manifests(&self) -> Result<Vec<Candidate>, ImageError> {
         let path = self.dir.join("index.json");
-        let bytes =
-            read_capped(&path, MAX_JSON_BYTES).map_err(|source| ImageError::NotALayout {
-                path: self.dir.clone(),
-                file: "index.json",
-                source,
-            })?;
-        let index: Index = serde_json::from_slice(&bytes).map_err(|source| ImageError::Json {
-            what: path.display().to_string(),
+        let bytes = read_capped(&path, MAX_JSON_BYTES).map_err(|source| ImageError::NotALayout {
+            path: self.dir.clone(),
+            file: "index.json",
             source,
         })?;
+        let index: Index = serde_json::from_slice(&bytes)
+            .map_err(|source| ImageError::Json { what: path.display().to_string(), source })?;
         let mut out = Vec::new();
         self.collect(&index, "index.json", None, 0, &mut out)?;
         Ok(out)
@@ -320,32 +269,15 @@ impl OpenImage {
         for (i, raw) in index.manifests.iter().enumerate() {
             let what = format!("{where_} manifests[{i}]");
             let d = Descriptor::validate(raw, &what)?;
-            let tag = raw
-                .annotations
-                .get(ANNOTATION_REF_NAME)
-                .map(String::as_str)
-                .or(inherited_tag);
+            let tag = raw.annotations.get(ANNOTATION_REF_NAME).map(String::as_str).or(inherited_tag);
             if spec::is_index(&d.media_type) {
                 if depth >= MAX_INDEX_DEPTH {
-                    return Err(ImageError::Descriptor {
-                        what,
-                        reason: format!("indexes nested deeper than {MAX_INDEX_DEPTH}"),
-                    });
+                    return Err(ImageError::Descriptor { what, reason: format!("indexes nested deeper than {MAX_INDEX_DEPTH}") });
                 }
                 let (nested, _): (Index, _) = self.json_blob(&d, "nested index")?;
-                self.collect(
-                    &nested,
-                    &format!("index {}", d.digest.short()),
-                    tag,
-                    depth + 1,
-                    out,
-                )?;
+                self.collect(&nested, &format!("index {}", d.digest.short()), tag, depth + 1, out)?;
             } else if spec::is_manifest(&d.media_type) || d.media_type.is_empty() {
-                out.push(Candidate {
-                    descriptor: d,
-                    platform: raw.platform.clone(),
-                    tag: tag.map(str::to_owned),
-                });
+                out.push(Candidate { descriptor: d, platform: raw.platform.clone(), tag: tag.map(str::to_owned) });
             }
             // Other media types (artifacts, signatures) are not images: skip.
         }
@@ -365,22 +297,10 @@ impl OpenImage {
             });
         }
         let tagged: Vec<&Candidate> = match &tag {
-            Some(t) => images
-                .iter()
-                .copied()
-                .filter(|c| c.tag.as_deref() == Some(t))
-                .collect(),
+            Some(t) => images.iter().copied().filter(|c| c.tag.as_deref() == Some(t)).collect(),
             None => {
-                let latest: Vec<&Candidate> = images
-                    .iter()
-                    .copied()
-                    .filter(|c| c.tag.as_deref() == Some("latest"))
-                    .collect();
-                if !latest.is_empty() {
-                    latest
-                } else {
-                    distinct_tag_group(&images)
-                }
+                let latest: Vec<&Candidate> = images.iter().copied().filter(|c| c.tag.as_deref() == Some("latest")).collect();
+                if !latest.is_empty() { latest } else { distinct_tag_group(&images) }
             }
         };
         if tagged.is_empty() {
@@ -402,20 +322,14 @@ impl OpenImage {
             .filter(|r| {
                 wanted_arch.is_none_or(|a| spec::normalize_arch(&r.platform.architecture) == a)
                     && selector.os.as_deref().is_none_or(|o| r.platform.os == o)
-                    && selector
-                        .variant
-                        .as_deref()
-                        .is_none_or(|v| r.platform.variant.as_deref() == Some(v))
+                    && selector.variant.as_deref().is_none_or(|v| r.platform.variant.as_deref() == Some(v))
             })
             .cloned()
             .collect();
         let platforms = || {
             let mut p: Vec<String> = loaded.iter().map(|r| r.platform.to_string()).collect();
             p.dedup();
-            format!(
-                "platforms in this image: {}; choose one with --arch/--variant/--os",
-                p.join(", ")
-            )
+            format!("platforms in this image: {}; choose one with --arch/--variant/--os", p.join(", "))
         };
         match matching.len() {
             0 => Err(ImageError::NoMatch {
@@ -423,27 +337,17 @@ impl OpenImage {
                 wanted: format!(
                     "platform {}{}{}",
                     selector.os.as_deref().unwrap_or("*"),
-                    selector
-                        .arch
-                        .as_deref()
-                        .map(|a| format!("/{a}"))
-                        .unwrap_or_default(),
-                    selector
-                        .variant
-                        .as_deref()
-                        .map(|v| format!("/{v}"))
-                        .unwrap_or_default()
+                    selector.arch.as_deref().map(|a| format!("/{a}")).unwrap_or_default(),
+                    selector.variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default()
                 ),
                 available: platforms(),
             }),
             1 => Ok(matching.into_iter().next().expect("one element")),
-            _ if selector.arch.is_none() && distinct_platforms(&matching) > 1 => {
-                Err(ImageError::NoMatch {
-                    layout: self.name.clone(),
-                    wanted: "a single platform (this image has several)".into(),
-                    available: platforms(),
-                })
-            }
+            _ if selector.arch.is_none() && distinct_platforms(&matching) > 1 => Err(ImageError::NoMatch {
+                layout: self.name.clone(),
+                wanted: "a single platform (this image has several)".into(),
+                available: platforms(),
+            }),
             // Several manifests for the same platform: the first one wins.
             _ => Ok(matching.into_iter().next().expect("non-empty")),
         }
@@ -452,10 +356,7 @@ impl OpenImage {
     fn load(&self, c: &Candidate) -> Result<ResolvedImage, ImageError> {
         let d = &c.descriptor;
         let (manifest, _): (Manifest, _) = self.json_blob(d, "manifest")?;
-        let config_d = Descriptor::validate(
-            &manifest.config,
-            &format!("manifest {} config", d.digest.short()),
-        )?;
+        let config_d = Descriptor::validate(&manifest.config, &format!("manifest {} config", d.digest.short()))?;
         let (config, config_bytes): (ImageConfig, _) = self.json_blob(&config_d, "image config")?;
         if config.rootfs.kind != "layers" {
             return Err(ImageError::Config {
@@ -481,31 +382,18 @@ impl OpenImage {
             let Some(compression) = spec::layer_compression(&descriptor.media_type) else {
                 return Err(ImageError::Descriptor {
                     what,
-                    reason: format!(
-                        "media type `{}` is not a layer media type",
-                        descriptor.media_type
-                    ),
+                    reason: format!("media type `{}` is not a layer media type", descriptor.media_type),
                 });
             };
-            let diff_id =
-                Digest::parse(&config.rootfs.diff_ids[i]).map_err(|reason| ImageError::Config {
-                    digest: config_d.digest.clone(),
-                    reason: format!("rootfs.diff_ids[{i}]: {reason}"),
-                })?;
-            layers.push(Layer {
-                index: i,
-                descriptor,
-                compression,
-                diff_id,
-            });
+            let diff_id = Digest::parse(&config.rootfs.diff_ids[i]).map_err(|reason| ImageError::Config {
+                digest: config_d.digest.clone(),
+                reason: format!("rootfs.diff_ids[{i}]: {reason}"),
+            })?;
+            layers.push(Layer { index: i, descriptor, compression, diff_id });
         }
         let platform = match &c.platform {
             Some(p) if !p.architecture.is_empty() => p.clone(),
-            _ => Platform {
-                architecture: config.architecture.clone(),
-                os: config.os.clone(),
-                variant: config.variant.clone(),
-            },
+            _ => Platform { architecture: config.architecture.clone(), os: config.os.clone(), variant: config.variant.clone() },
         };
         Ok(ResolvedImage {
             name: self.name.clone(),
@@ -534,22 +422,14 @@ fn distinct_tag_group<'a>(images: &[&'a Candidate]) -> Vec<&'a Candidate> {
     let mut tags: Vec<Option<&str>> = images.iter().map(|c| c.tag.as_deref()).collect();
     tags.sort();
     tags.dedup();
-    if tags.len() == 1 {
-        images.to_vec()
-    } else {
-        Vec::new()
-    }
+    if tags.len() == 1 { images.to_vec() } else { Vec::new() }
 }
 
 fn list_tags(images: &[&Candidate]) -> String {
     let mut tags: Vec<&str> = images.iter().filter_map(|c| c.tag.as_deref()).collect();
     tags.sort();
     tags.dedup();
-    if tags.is_empty() {
-        "(none: the manifests carry no org.opencontainers.image.ref.name)".into()
-    } else {
-        tags.join(", ")
-    }
+    if tags.is_empty() { "(none: the manifests carry no org.opencontainers.image.ref.name)".into() } else { tags.join(", ") }
 }
 
 /// A validated descriptor.
@@ -563,19 +443,13 @@ pub struct Descriptor {
 
 impl Descriptor {
     pub fn validate(raw: &RawDescriptor, what: &str) -> Result<Descriptor, ImageError> {
-        let digest = Digest::parse(&raw.digest).map_err(|reason| ImageError::Descriptor {
-            what: what.to_owned(),
-            reason,
-        })?;
+        let digest = Digest::parse(&raw.digest)
+            .map_err(|reason| ImageError::Descriptor { what: what.to_owned(), reason })?;
         let size = u64::try_from(raw.size).map_err(|_| ImageError::Descriptor {
             what: what.to_owned(),
             reason: format!("size is {}, a negative number", raw.size),
         })?;
-        Ok(Descriptor {
-            media_type: raw.media_type.clone(),
-            digest,
-            size,
-        })
+        Ok(Descriptor { media_type: raw.media_type.clone(), digest, size })
     }
 }
 
@@ -590,9 +464,7 @@ pub struct Candidate {
 impl Candidate {
     /// BuildKit attestation manifests are listed as platform unknown/unknown.
     fn is_attestation(&self) -> bool {
-        self.platform
-            .as_ref()
-            .is_some_and(|p| p.architecture == "unknown" && p.os == "unknown")
+        self.platform.as_ref().is_some_and(|p| p.architecture == "unknown" && p.os == "unknown")
     }
 }
 
@@ -625,20 +497,11 @@ pub struct ResolvedImage {
 
 fn check_layout(dir: &Path) -> Result<(), ImageError> {
     let layout = dir.join("oci-layout");
-    let bytes = read_capped(&layout, 64 << 10).map_err(|source| ImageError::NotALayout {
-        path: dir.to_owned(),
-        file: "oci-layout",
-        source,
-    })?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|source| ImageError::Json {
-            what: layout.display().to_string(),
-            source,
-        })?;
-    if v.get("imageLayoutVersion")
-        .and_then(|v| v.as_str())
-        .is_none()
-    {
+    let bytes = read_capped(&layout, 64 << 10)
+        .map_err(|source| ImageError::NotALayout { path: dir.to_owned(), file: "oci-layout", source })?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|source| ImageError::Json { what: layout.display().to_string(), source })?;
+    if v.get("imageLayoutVersion").and_then(|v| v.as_str()).is_none() {
         return Err(ImageError::Descriptor {
             what: layout.display().to_string(),
             reason: "has no string `imageLayoutVersion`".into(),
@@ -653,15 +516,9 @@ fn check_layout(dir: &Path) -> Result<(), ImageError> {
 /// non-blocking and the flag cleared once the file is known to be regular.
 fn open_regular(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
     if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
     }
     use std::os::fd::AsRawFd;
     if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) } != 0 {
@@ -675,10 +532,7 @@ fn read_capped(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     file.take(cap + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > cap {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {cap} bytes"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {cap} bytes")));
     }
     Ok(bytes)
 }
@@ -693,10 +547,7 @@ fn temp_dir(options: &OpenOptions, reference: &str) -> Result<tempfile::TempDir,
         Some(dir) => builder.tempdir_in(dir),
         None => builder.tempdir(),
     };
-    result.map_err(|source| ImageError::Temp {
-        reference: reference.to_owned(),
-        source,
-    })
+    result.map_err(|source| ImageError::Temp { reference: reference.to_owned(), source })
 }
 
 fn skopeo_copy(reference: &str, dest: &Path, creds: Option<&str>) -> Result<(), ImageError> {
@@ -705,12 +556,8 @@ fn skopeo_copy(reference: &str, dest: &Path, creds: Option<&str>) -> Result<(), 
     if let Some(c) = creds {
         cmd.arg("--src-creds").arg(c);
     }
-    cmd.arg(reference)
-        .arg(format!("oci:{}:latest", dest.display()));
-    let output = cmd.output().map_err(|e| ImageError::Skopeo {
-        reference: reference.to_owned(),
-        stderr: e.to_string(),
-    })?;
+    cmd.arg(reference).arg(format!("oci:{}:latest", dest.display()));
+    let output = cmd.output().map_err(|e| ImageError::Skopeo { reference: reference.to_owned(), stderr: e.to_string() })?;
     if !output.status.success() {
         return Err(ImageError::Skopeo {
             reference: reference.to_owned(),
@@ -728,36 +575,15 @@ mod tests {
     fn references() {
         assert_eq!(
             ImageRef::parse("oci:/deploy/app-oci:v1").unwrap(),
-            ImageRef::Layout {
-                dir: "/deploy/app-oci".into(),
-                tag: Some("v1".into())
-            }
+            ImageRef::Layout { dir: "/deploy/app-oci".into(), tag: Some("v1".into()) }
         );
-        assert_eq!(
-            ImageRef::parse("oci:dir").unwrap(),
-            ImageRef::Layout {
-                dir: "dir".into(),
-                tag: None
-            }
-        );
-        assert_eq!(
-            ImageRef::parse("some/dir").unwrap(),
-            ImageRef::Layout {
-                dir: "some/dir".into(),
-                tag: None
-            }
-        );
+        assert_eq!(ImageRef::parse("oci:dir").unwrap(), ImageRef::Layout { dir: "dir".into(), tag: None });
+        assert_eq!(ImageRef::parse("some/dir").unwrap(), ImageRef::Layout { dir: "some/dir".into(), tag: None });
         assert_eq!(
             ImageRef::parse("oci-archive:app-oci.tar:latest").unwrap(),
-            ImageRef::Archive {
-                file: "app-oci.tar".into(),
-                tag: Some("latest".into())
-            }
+            ImageRef::Archive { file: "app-oci.tar".into(), tag: Some("latest".into()) }
         );
-        assert!(matches!(
-            ImageRef::parse("docker://busybox").unwrap(),
-            ImageRef::Skopeo { .. }
-        ));
+        assert!(matches!(ImageRef::parse("docker://busybox").unwrap(), ImageRef::Skopeo { .. }));
         assert!(ImageRef::parse("oci:").is_err());
         assert!(ImageRef::parse("").is_err());
     }

@@ -182,10 +182,7 @@ mod tests {
 
     #[test]
     fn layer_media_types() {
-        assert_eq!(
-            layer_compression("application/vnd.oci.image.layer.v1.tar+zstd"),
-            Some(Compression::Zstd)
-        );
+        assert_eq!(layer_compression("application/vnd.oci.image.layer.v1.tar+zstd"), Some(Compression::Zstd));
         assert_eq!(
             layer_compression("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"),
             Some(Compression::Gzip)

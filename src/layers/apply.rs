@@ -148,11 +148,7 @@ impl<'a> Applier<'a> {
     }
 
     fn invalid(&self, h: &EntryHeader, reason: impl Into<String>) -> FlattenError {
-        FlattenError::Entry {
-            layer: self.layer.to_string(),
-            entry: display(&h.path),
-            reason: reason.into(),
-        }
+        FlattenError::Entry { layer: self.layer.to_string(), entry: display(&h.path), reason: reason.into() }
     }
 
     pub(super) fn write_err(&self, h: &EntryHeader, op: &str, e: io::Error) -> FlattenError {
@@ -174,33 +170,19 @@ impl<'a> Applier<'a> {
             return Err(FlattenError::Limit {
                 limit: "path length",
                 flag: "--max-path-len",
-                detail: format!(
-                    "layer {}: entry `{shown}…` has a {}-byte path, the limit is {}",
-                    self.layer,
-                    h.path.len(),
-                    limits.max_path_len
-                ),
+                detail: format!("layer {}: entry `{shown}…` has a {}-byte path, the limit is {}", self.layer, h.path.len(), limits.max_path_len),
             });
         }
         if h.path.is_empty() {
             return Err(self.invalid(h, "the entry has an empty name"));
         }
         if h.uid >= 1 << 31 || h.gid >= 1 << 31 {
-            return Err(self.invalid(
-                h,
-                format!(
-                    "owner {}:{} is out of range (ids must be below 2^31)",
-                    h.uid, h.gid
-                ),
-            ));
+            return Err(self.invalid(h, format!("owner {}:{} is out of range (ids must be below 2^31)", h.uid, h.gid)));
         }
         if let Some(t) = h.unknown_type {
             self.diag.warning(Warning::new(
                 format!("layer {} entry {}", self.layer, display(&h.path)),
-                format!(
-                    "unknown tar type flag {:?}; extracted as a regular file",
-                    t as char
-                ),
+                format!("unknown tar type flag {:?}; extracted as a regular file", t as char),
             ));
         }
         if h.bad_pax_mtime {
@@ -214,10 +196,7 @@ impl<'a> Applier<'a> {
             if h.kind == Kind::Dir {
                 return Ok(None); // `./`: the root itself; its metadata is not taken from layers.
             }
-            return Err(self.invalid(
-                h,
-                "the entry names the root directory but is not a directory",
-            ));
+            return Err(self.invalid(h, "the entry names the root directory but is not a directory"));
         };
         if comps.iter().any(|c| c.starts_with(AUFS_META)) && name != OPAQUE {
             self.stats.skipped += 1; // AUFS hardlink and metadata dirs: not content.
@@ -232,18 +211,12 @@ impl<'a> Applier<'a> {
         }
         if let Some(target) = name.strip_prefix(WHITEOUT) {
             if target.is_empty() || target == b"." || target == b".." {
-                return Err(self.invalid(
-                    h,
-                    "a whiteout must name a file; `.wh.`, `.wh..` and `.wh...` are invalid",
-                ));
+                return Err(self.invalid(h, "a whiteout must name a file; `.wh.`, `.wh..` and `.wh...` are invalid"));
             }
             self.stats.whiteouts += 1;
             return self.whiteout(h, parent, target).map(|()| None);
         }
-        let dir = self
-            .walker
-            .dir(parent, Missing::Create, None)
-            .map_err(|e| self.write_err(h, "create its parent directory", e))?;
+        let dir = self.walker.dir(parent, Missing::Create, None).map_err(|e| self.write_err(h, "create its parent directory", e))?;
         self.note_created_dirs(h);
         let path = dir.child_path(name);
         self.layer_paths.insert(path_key(&path));
@@ -253,9 +226,7 @@ impl<'a> Applier<'a> {
             Kind::File => self.put_file(h, &dir, &cname, &path).map(Some),
             Kind::Symlink => self.put_symlink(h, &dir, &cname, &path).map(|()| None),
             Kind::Hardlink => self.put_hardlink(h, &dir, &cname, &path).map(|()| None),
-            Kind::Char | Kind::Block | Kind::Fifo => {
-                self.put_node(h, &dir, &cname, &path).map(|()| None)
-            }
+            Kind::Char | Kind::Block | Kind::Fifo => self.put_node(h, &dir, &cname, &path).map(|()| None),
         }
     }
 
@@ -263,15 +234,7 @@ impl<'a> Applier<'a> {
     /// (deterministic) and default metadata, unless a later entry says more.
     fn note_created_dirs(&mut self, h: &EntryHeader) {
         for p in self.walker.take_created() {
-            self.dir_meta.push((
-                dir_key(&p),
-                DirMeta {
-                    mode: 0o755,
-                    uid: 0,
-                    gid: 0,
-                    mtime: clamp_mtime(h.mtime),
-                },
-            ));
+            self.dir_meta.push((dir_key(&p), DirMeta { mode: 0o755, uid: 0, gid: 0, mtime: clamp_mtime(h.mtime) }));
             self.recorded.remove(&to_pathbuf(&p));
         }
     }
@@ -284,23 +247,15 @@ impl<'a> Applier<'a> {
         self.layer_paths.contains(&path_key(path))
     }
 
-    fn whiteout(
-        &mut self,
-        h: &EntryHeader,
-        parent: &[&[u8]],
-        target: &[u8],
-    ) -> Result<(), FlattenError> {
+    fn whiteout(&mut self, h: &EntryHeader, parent: &[&[u8]], target: &[u8]) -> Result<(), FlattenError> {
         let layer_paths = &self.layer_paths;
         let skip = |p: &[u8]| layer_paths.contains(&path_key(p));
         let dir = match self.walker.dir(parent, Missing::Fail, Some(&skip)) {
             Ok(d) => d,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                return Ok(());
-            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => return Ok(()),
             Err(e) => return Err(self.write_err(h, "resolve the whiteout's directory", e)),
         };
-        self.remove_lower(&dir, target)
-            .map_err(|e| self.write_err(h, "apply the whiteout", e))
+        self.remove_lower(&dir, target).map_err(|e| self.write_err(h, "apply the whiteout", e))
     }
 
     fn opaque(&mut self, h: &EntryHeader, parent: &[&[u8]]) -> Result<(), FlattenError> {
@@ -313,11 +268,9 @@ impl<'a> Applier<'a> {
         };
         self.note_created_dirs(h);
         let here = c".";
-        let children = rootfs::list_at(dir.raw(), here)
-            .map_err(|e| self.write_err(h, "list the opaque directory", e))?;
+        let children = rootfs::list_at(dir.raw(), here).map_err(|e| self.write_err(h, "list the opaque directory", e))?;
         for child in children {
-            self.remove_lower(&dir, child.to_bytes())
-                .map_err(|e| self.write_err(h, "apply the opaque marker", e))?;
+            self.remove_lower(&dir, child.to_bytes()).map_err(|e| self.write_err(h, "apply the opaque marker", e))?;
         }
         let own = dir.phys.join(&b'/');
         self.layer_paths.insert(path_key(&own));
@@ -341,10 +294,7 @@ impl<'a> Applier<'a> {
             let children = rootfs::list_at(dir.raw(), &cname)?;
             let mut phys = dir.phys.clone();
             phys.push(name.to_vec());
-            let sub = Dir {
-                fd: Rc::new(rootfs::open_path_dir(dir.raw(), &cname)?),
-                phys,
-            };
+            let sub = Dir { fd: Rc::new(rootfs::open_path_dir(dir.raw(), &cname)?), phys };
             for child in &children {
                 self.remove_lower(&sub, child.to_bytes())?;
             }
@@ -375,10 +325,7 @@ impl<'a> Applier<'a> {
         self.recorded.remove(&path);
         let below: Vec<PathBuf> = self
             .recorded
-            .range::<std::path::Path, _>((
-                std::ops::Bound::Excluded(path.as_path()),
-                std::ops::Bound::Unbounded,
-            ))
+            .range::<std::path::Path, _>((std::ops::Bound::Excluded(path.as_path()), std::ops::Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(&path))
             .map(|(k, _)| k.clone())
             .collect();
@@ -395,26 +342,15 @@ impl<'a> Applier<'a> {
         Ok(())
     }
 
-    fn put_dir(
-        &mut self,
-        h: &EntryHeader,
-        dir: &Dir,
-        name: &CStr,
-        path: &[u8],
-    ) -> Result<(), FlattenError> {
+    fn put_dir(&mut self, h: &EntryHeader, dir: &Dir, name: &CStr, path: &[u8]) -> Result<(), FlattenError> {
         match lstat_at(dir.raw(), name) {
             Ok(st) if rootfs::is_dir(&st) => {}
-            Ok(st)
-                if rootfs::is_symlink(&st)
-                    && self.options.keep_dirlinks
-                    && self.symlink_is_dir(dir, name) =>
-            {
+            Ok(st) if rootfs::is_symlink(&st) && self.options.keep_dirlinks && self.symlink_is_dir(dir, name) => {
                 return Ok(()); // --keep-dirlinks: the symlink stays, entries go through it.
             }
             Ok(_) => {
                 self.walker.invalidate();
-                rootfs::unlink_at(dir.raw(), name, 0)
-                    .map_err(|e| self.write_err(h, "replace the existing entry", e))?;
+                rootfs::unlink_at(dir.raw(), name, 0).map_err(|e| self.write_err(h, "replace the existing entry", e))?;
                 self.forget(path);
                 mkdir(dir.raw(), name).map_err(|e| self.write_err(h, "create the directory", e))?;
             }
@@ -425,25 +361,12 @@ impl<'a> Applier<'a> {
         }
         self.stats.dirs += 1;
         if !h.xattrs.is_empty() {
-            let fd = open_at(
-                dir.raw(),
-                name,
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                0,
-            )
-            .map_err(|e| self.write_err(h, "open the directory", e))?;
+            let fd = open_at(dir.raw(), name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
+                .map_err(|e| self.write_err(h, "open the directory", e))?;
             self.set_xattrs(h, fd.as_raw_fd(), path)?;
         }
         let (uid, gid) = self.owner(h, path);
-        self.dir_meta.push((
-            dir_key(path),
-            DirMeta {
-                mode: h.mode,
-                uid,
-                gid,
-                mtime: clamp_mtime(h.mtime),
-            },
-        ));
+        self.dir_meta.push((dir_key(path), DirMeta { mode: h.mode, uid, gid, mtime: clamp_mtime(h.mtime) }));
         Ok(())
     }
 
@@ -464,13 +387,7 @@ impl<'a> Applier<'a> {
         (uid, gid)
     }
 
-    fn put_file(
-        &mut self,
-        h: &EntryHeader,
-        dir: &Dir,
-        name: &CStr,
-        path: &[u8],
-    ) -> Result<PendingFile, FlattenError> {
+    fn put_file(&mut self, h: &EntryHeader, dir: &Dir, name: &CStr, path: &[u8]) -> Result<PendingFile, FlattenError> {
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
         // Created with its permission bits (the umask may take some away;
         // finish_file puts them back). The descriptor is writable whatever
@@ -480,8 +397,7 @@ impl<'a> Applier<'a> {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                 // Never write through what is there (a hardlink's shared
                 // inode, a symlink): unlink it and make a new inode.
-                self.clear_slot(dir, name, path)
-                    .map_err(|e| self.write_err(h, "replace the existing entry", e))?;
+                self.clear_slot(dir, name, path).map_err(|e| self.write_err(h, "replace the existing entry", e))?;
                 open_at(dir.raw(), name, flags, create_mode)
             }
             other => other,
@@ -489,10 +405,7 @@ impl<'a> Applier<'a> {
         .map_err(|e| self.write_err(h, "create the file", e))?;
         self.stats.files += 1;
         self.stats.bytes += h.size;
-        Ok(PendingFile {
-            file: File::from(fd),
-            path: path.to_vec(),
-        })
+        Ok(PendingFile { file: File::from(fd), path: path.to_vec() })
     }
 
     /// Applies owner, mode, xattrs and mtime once the data is written:
@@ -504,47 +417,31 @@ impl<'a> Applier<'a> {
         let chown = self.privileged && (uid, gid) != self.creator;
         if chown {
             // chown before chmod: chown clears setuid/setgid bits.
-            cvt(unsafe { libc::fchown(fd, uid, gid) })
-                .map_err(|e| self.write_err(h, "set the owner", e))?;
+            cvt(unsafe { libc::fchown(fd, uid, gid) }).map_err(|e| self.write_err(h, "set the owner", e))?;
         }
         if chown || h.mode & 0o7000 != 0 || (h.mode & 0o777) & self.umask != 0 {
-            cvt(unsafe { libc::fchmod(fd, h.mode) })
-                .map_err(|e| self.write_err(h, "set the mode", e))?;
+            cvt(unsafe { libc::fchmod(fd, h.mode) }).map_err(|e| self.write_err(h, "set the mode", e))?;
         }
         if !h.xattrs.is_empty() {
             self.set_xattrs(h, fd, &f.path)?;
         }
         let t = timespecs(h.mtime);
-        cvt(unsafe { libc::futimens(fd, t.as_ptr()) })
-            .map_err(|e| self.write_err(h, "set the mtime", e))
+        cvt(unsafe { libc::futimens(fd, t.as_ptr()) }).map_err(|e| self.write_err(h, "set the mtime", e))
     }
 
-    fn put_symlink(
-        &mut self,
-        h: &EntryHeader,
-        dir: &Dir,
-        name: &CStr,
-        path: &[u8],
-    ) -> Result<(), FlattenError> {
+    fn put_symlink(&mut self, h: &EntryHeader, dir: &Dir, name: &CStr, path: &[u8]) -> Result<(), FlattenError> {
         if h.link.len() > self.options.limits.max_link_len {
             return Err(FlattenError::Limit {
                 limit: "symlink target length",
                 flag: "--max-link-len",
-                detail: format!(
-                    "layer {}: entry `{}` has a {}-byte target, the limit is {}",
-                    self.layer,
-                    display(&h.path),
-                    h.link.len(),
-                    self.options.limits.max_link_len
-                ),
+                detail: format!("layer {}: entry `{}` has a {}-byte target, the limit is {}", self.layer, display(&h.path), h.link.len(), self.options.limits.max_link_len),
             });
         }
         let target = cstr(&h.link).map_err(|e| self.write_err(h, "use the symlink target", e))?;
         let link = || cvt(unsafe { libc::symlinkat(target.as_ptr(), dir.raw(), name.as_ptr()) });
         match link() {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                self.clear_slot(dir, name, path)
-                    .map_err(|e| self.write_err(h, "replace the existing entry", e))?;
+                self.clear_slot(dir, name, path).map_err(|e| self.write_err(h, "replace the existing entry", e))?;
                 link()
             }
             other => other,
@@ -553,49 +450,26 @@ impl<'a> Applier<'a> {
         self.stats.symlinks += 1;
         let (uid, gid) = self.owner(h, path);
         if self.privileged {
-            cvt(unsafe {
-                libc::fchownat(
-                    dir.raw(),
-                    name.as_ptr(),
-                    uid,
-                    gid,
-                    libc::AT_SYMLINK_NOFOLLOW,
-                )
-            })
-            .map_err(|e| self.write_err(h, "set the owner", e))?;
+            cvt(unsafe { libc::fchownat(dir.raw(), name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
+                .map_err(|e| self.write_err(h, "set the owner", e))?;
         }
         set_times(dir.raw(), name, h.mtime).map_err(|e| self.write_err(h, "set the mtime", e))
     }
 
-    fn put_hardlink(
-        &mut self,
-        h: &EntryHeader,
-        dir: &Dir,
-        name: &CStr,
-        path: &[u8],
-    ) -> Result<(), FlattenError> {
+    fn put_hardlink(&mut self, h: &EntryHeader, dir: &Dir, name: &CStr, path: &[u8]) -> Result<(), FlattenError> {
         let target = clean(&h.link);
         let Some((&tname, tparent)) = target.split_last() else {
             return Err(self.invalid(h, "the hardlink points at the root directory"));
         };
-        let missing = |this: &Self| {
-            this.invalid(h, format!("hardlink target `{}` does not exist (it must come earlier in this layer or from a lower layer)", display(&h.link)))
-        };
+        let missing = |this: &Self| this.invalid(h, format!("hardlink target `{}` does not exist (it must come earlier in this layer or from a lower layer)", display(&h.link)));
         let tdir = match self.walker.dir(tparent, Missing::Fail, None) {
             Ok(d) => d,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-                return Err(missing(self));
-            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => return Err(missing(self)),
             Err(e) => return Err(self.write_err(h, "resolve the hardlink target", e)),
         };
         let ctname = cstr(tname).map_err(|e| self.write_err(h, "use the hardlink target", e))?;
         match lstat_at(tdir.raw(), &ctname) {
-            Ok(st) if rootfs::is_dir(&st) => {
-                return Err(self.invalid(
-                    h,
-                    format!("hardlink target `{}` is a directory", display(&h.link)),
-                ));
-            }
+            Ok(st) if rootfs::is_dir(&st) => return Err(self.invalid(h, format!("hardlink target `{}` is a directory", display(&h.link)))),
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Err(missing(self)),
             Err(e) => return Err(self.write_err(h, "inspect the hardlink target", e)),
@@ -604,13 +478,10 @@ impl<'a> Applier<'a> {
             return Ok(()); // A link to itself: nothing to do.
         }
         // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
-        let link = || {
-            cvt(unsafe { libc::linkat(tdir.raw(), ctname.as_ptr(), dir.raw(), name.as_ptr(), 0) })
-        };
+        let link = || cvt(unsafe { libc::linkat(tdir.raw(), ctname.as_ptr(), dir.raw(), name.as_ptr(), 0) });
         match link() {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                self.clear_slot(dir, name, path)
-                    .map_err(|e| self.write_err(h, "replace the existing entry", e))?;
+                self.clear_slot(dir, name, path).map_err(|e| self.write_err(h, "replace the existing entry", e))?;
                 link()
             }
             other => other,
@@ -619,55 +490,30 @@ impl<'a> Applier<'a> {
         self.stats.hardlinks += 1;
         // The header's mode, owner and times are not applied: they would
         // change the shared inode.
-        if let Some(r) = self
-            .recorded
-            .get(&to_pathbuf(&tdir.child_path(tname)))
-            .cloned()
-        {
+        if let Some(r) = self.recorded.get(&to_pathbuf(&tdir.child_path(tname))).cloned() {
             self.recorded.insert(to_pathbuf(path), r);
         }
         Ok(())
     }
 
-    fn put_node(
-        &mut self,
-        h: &EntryHeader,
-        dir: &Dir,
-        name: &CStr,
-        path: &[u8],
-    ) -> Result<(), FlattenError> {
+    fn put_node(&mut self, h: &EntryHeader, dir: &Dir, name: &CStr, path: &[u8]) -> Result<(), FlattenError> {
         let is_dev = matches!(h.kind, Kind::Char | Kind::Block);
         if is_dev && (h.devmajor > u64::from(u32::MAX) || h.devminor > u64::from(u32::MAX)) {
-            return Err(self.invalid(
-                h,
-                format!(
-                    "device number {}:{} is out of range",
-                    h.devmajor, h.devminor
-                ),
-            ));
+            return Err(self.invalid(h, format!("device number {}:{} is out of range", h.devmajor, h.devminor)));
         }
         let kind_bits = match h.kind {
             Kind::Char => libc::S_IFCHR,
             Kind::Block => libc::S_IFBLK,
             _ => libc::S_IFIFO,
         };
-        let dev = if is_dev {
-            libc::makedev(h.devmajor as u32, h.devminor as u32)
-        } else {
-            0
-        };
+        let dev = if is_dev { libc::makedev(h.devmajor as u32, h.devminor as u32) } else { 0 };
         let (uid, gid) = self.owner(h, path);
         let mut placeholder = is_dev && !self.privileged;
         if !placeholder {
-            let make = || {
-                cvt(unsafe {
-                    libc::mknodat(dir.raw(), name.as_ptr(), kind_bits | (h.mode & 0o7777), dev)
-                })
-            };
+            let make = || cvt(unsafe { libc::mknodat(dir.raw(), name.as_ptr(), kind_bits | (h.mode & 0o7777), dev) });
             let made = match make() {
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                    self.clear_slot(dir, name, path)
-                        .map_err(|e| self.write_err(h, "replace the existing entry", e))?;
+                    self.clear_slot(dir, name, path).map_err(|e| self.write_err(h, "replace the existing entry", e))?;
                     make()
                 }
                 other => other,
@@ -691,8 +537,7 @@ impl<'a> Applier<'a> {
             let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
             let fd = match open_at(dir.raw(), name, flags, 0) {
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                    self.clear_slot(dir, name, path)
-                        .map_err(|e| self.write_err(h, "replace the existing entry", e))?;
+                    self.clear_slot(dir, name, path).map_err(|e| self.write_err(h, "replace the existing entry", e))?;
                     open_at(dir.raw(), name, flags, 0)
                 }
                 other => other,
@@ -702,43 +547,24 @@ impl<'a> Applier<'a> {
             let r = self.recorded.entry(to_pathbuf(path)).or_default();
             r.uid = uid;
             r.gid = gid;
-            r.device = Some((
-                if h.kind == Kind::Char { 'c' } else { 'b' },
-                h.devmajor as u32,
-                h.devminor as u32,
-                h.mode,
-            ));
+            r.device = Some((if h.kind == Kind::Char { 'c' } else { 'b' }, h.devmajor as u32, h.devminor as u32, h.mode));
             self.stats.devices += 1;
-            return set_times(dir.raw(), name, h.mtime)
-                .map_err(|e| self.write_err(h, "set the mtime", e));
+            return set_times(dir.raw(), name, h.mtime).map_err(|e| self.write_err(h, "set the mtime", e));
         }
         self.stats.devices += u64::from(is_dev);
         if self.privileged {
-            cvt(unsafe {
-                libc::fchownat(
-                    dir.raw(),
-                    name.as_ptr(),
-                    uid,
-                    gid,
-                    libc::AT_SYMLINK_NOFOLLOW,
-                )
-            })
-            .map_err(|e| self.write_err(h, "set the owner", e))?;
+            cvt(unsafe { libc::fchownat(dir.raw(), name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
+                .map_err(|e| self.write_err(h, "set the owner", e))?;
         }
         // The node was just created by us and is not a symlink.
-        cvt(unsafe { libc::fchmodat(dir.raw(), name.as_ptr(), h.mode, 0) })
-            .map_err(|e| self.write_err(h, "set the mode", e))?;
+        cvt(unsafe { libc::fchmodat(dir.raw(), name.as_ptr(), h.mode, 0) }).map_err(|e| self.write_err(h, "set the mode", e))?;
         set_times(dir.raw(), name, h.mtime).map_err(|e| self.write_err(h, "set the mtime", e))
     }
 
     fn set_xattrs(&mut self, h: &EntryHeader, fd: RawFd, path: &[u8]) -> Result<(), FlattenError> {
         for (key, value) in &h.xattrs {
             let k = key.as_str();
-            if k == "security.selinux"
-                || k == "system.nfs4_acl"
-                || k.starts_with("trusted.overlay.")
-                || k.starts_with("user.overlay.")
-            {
+            if k == "security.selinux" || k == "system.nfs4_acl" || k.starts_with("trusted.overlay.") || k.starts_with("user.overlay.") {
                 continue; // Host-specific or overlayfs-internal: never carried into a rootfs.
             }
             if k == "user.rootlesscontainers" {
@@ -750,27 +576,16 @@ impl<'a> Applier<'a> {
             }
             let privileged_key = k.starts_with("security.") || k.starts_with("trusted.");
             if privileged_key && !self.privileged {
-                self.recorded
-                    .entry(to_pathbuf(path))
-                    .or_default()
-                    .xattrs
-                    .insert(key.clone(), value.clone());
+                self.recorded.entry(to_pathbuf(path)).or_default().xattrs.insert(key.clone(), value.clone());
                 continue;
             }
-            let ckey =
-                cstr(key.as_bytes()).map_err(|e| self.write_err(h, "use an xattr name", e))?;
-            let rc = unsafe {
-                libc::fsetxattr(fd, ckey.as_ptr(), value.as_ptr().cast(), value.len(), 0)
-            };
+            let ckey = cstr(key.as_bytes()).map_err(|e| self.write_err(h, "use an xattr name", e))?;
+            let rc = unsafe { libc::fsetxattr(fd, ckey.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
             if rc != 0 {
                 let e = io::Error::last_os_error();
                 match e.raw_os_error() {
                     Some(libc::ENOTSUP) | Some(libc::EPERM) | Some(libc::EACCES) => {
-                        self.recorded
-                            .entry(to_pathbuf(path))
-                            .or_default()
-                            .xattrs
-                            .insert(key.clone(), value.clone());
+                        self.recorded.entry(to_pathbuf(path)).or_default().xattrs.insert(key.clone(), value.clone());
                         if !self.xattr_unsupported_warned {
                             self.xattr_unsupported_warned = true;
                             self.diag.warning(Warning::new(
@@ -802,41 +617,23 @@ impl<'a> Applier<'a> {
 
         let fail = |path: &[u8], op: &str, e: io::Error| FlattenError::Write {
             layer: "(all)".into(),
-            entry: if path.is_empty() {
-                "/".into()
-            } else {
-                display(path)
-            },
+            entry: if path.is_empty() { "/".into() } else { display(path) },
             op: op.into(),
             source: e,
         };
-        let root = open_at(
-            self.walker.root().raw(),
-            c".",
-            libc::O_RDONLY | libc::O_DIRECTORY,
-            0,
-        )
-        .map_err(|e| fail(b"", "open the root", e))?;
+        let root = open_at(self.walker.root().raw(), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(|e| fail(b"", "open the root", e))?;
         let mut path: Vec<u8> = Vec::new();
         // Per level: the length of the directory's path and its stream.
         let mut stack = vec![(0usize, DirStream::new(root))];
         while let Some((len, stream)) = stack.last_mut() {
             path.truncate(*len);
-            if let Some(name) = stream
-                .next_dir()
-                .map_err(|e| fail(&path, "read the directory", e))?
-            {
+            if let Some(name) = stream.next_dir().map_err(|e| fail(&path, "read the directory", e))? {
                 if !path.is_empty() {
                     path.push(b'/');
                 }
                 path.extend_from_slice(name.to_bytes());
-                let fd = open_at(
-                    stream.fd.as_raw_fd(),
-                    &name,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                    0,
-                )
-                .map_err(|e| fail(&path, "open the directory", e))?;
+                let fd = open_at(stream.fd.as_raw_fd(), &name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
+                    .map_err(|e| fail(&path, "open the directory", e))?;
                 stack.push((path.len(), DirStream::new(fd)));
                 continue;
             }
@@ -844,20 +641,15 @@ impl<'a> Applier<'a> {
             if stack.is_empty() {
                 break; // The root's metadata is not taken from layers.
             }
-            let Ok(i) = metas.binary_search_by_key(&dir_key(&path), |(k, _)| *k) else {
-                continue;
-            };
+            let Ok(i) = metas.binary_search_by_key(&dir_key(&path), |(k, _)| *k) else { continue };
             let meta = metas[i].1;
             let fd = done.fd.as_raw_fd();
             if self.privileged {
-                cvt(unsafe { libc::fchown(fd, meta.uid, meta.gid) })
-                    .map_err(|e| fail(&path, "set the owner of", e))?;
+                cvt(unsafe { libc::fchown(fd, meta.uid, meta.gid) }).map_err(|e| fail(&path, "set the owner of", e))?;
             }
-            cvt(unsafe { libc::fchmod(fd, meta.mode) })
-                .map_err(|e| fail(&path, "set the mode of", e))?;
+            cvt(unsafe { libc::fchmod(fd, meta.mode) }).map_err(|e| fail(&path, "set the mode of", e))?;
             let t = timespecs(meta.mtime);
-            cvt(unsafe { libc::futimens(fd, t.as_ptr()) })
-                .map_err(|e| fail(&path, "set the mtime of", e))?;
+            cvt(unsafe { libc::futimens(fd, t.as_ptr()) }).map_err(|e| fail(&path, "set the mtime of", e))?;
         }
         Ok(())
     }
@@ -875,12 +667,7 @@ struct DirStream {
 
 impl DirStream {
     fn new(fd: OwnedFd) -> DirStream {
-        DirStream {
-            fd,
-            buf: vec![0; 4096],
-            pos: 0,
-            end: 0,
-        }
+        DirStream { fd, buf: vec![0; 4096], pos: 0, end: 0 }
     }
 
     /// The next subdirectory's name (never `.` or `..`; symlinks are not
@@ -888,14 +675,7 @@ impl DirStream {
     fn next_dir(&mut self) -> io::Result<Option<CString>> {
         loop {
             if self.pos >= self.end {
-                let n = unsafe {
-                    libc::syscall(
-                        libc::SYS_getdents64,
-                        self.fd.as_raw_fd(),
-                        self.buf.as_mut_ptr(),
-                        self.buf.len(),
-                    )
-                };
+                let n = unsafe { libc::syscall(libc::SYS_getdents64, self.fd.as_raw_fd(), self.buf.as_mut_ptr(), self.buf.len()) };
                 if n < 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -923,9 +703,7 @@ impl DirStream {
             }
             let is_dir = match dtype {
                 libc::DT_DIR => true,
-                libc::DT_UNKNOWN => {
-                    lstat_at(self.fd.as_raw_fd(), name).is_ok_and(|st| rootfs::is_dir(&st))
-                }
+                libc::DT_UNKNOWN => lstat_at(self.fd.as_raw_fd(), name).is_ok_and(|st| rootfs::is_dir(&st)),
                 _ => false,
             };
             if is_dir {
@@ -951,10 +729,7 @@ fn clamp_mtime(t: i64) -> i64 {
 }
 
 fn timespecs(mtime: i64) -> [libc::timespec; 2] {
-    let t = libc::timespec {
-        tv_sec: clamp_mtime(mtime) as libc::time_t,
-        tv_nsec: 0,
-    };
+    let t = libc::timespec { tv_sec: clamp_mtime(mtime) as libc::time_t, tv_nsec: 0 };
     [t, t]
 }
 
@@ -968,14 +743,7 @@ fn mkdir(dir: RawFd, name: &CStr) -> io::Result<()> {
 }
 
 fn open_at(dir: RawFd, name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
-    let fd = unsafe {
-        libc::openat(
-            dir,
-            name.as_ptr(),
-            flags | libc::O_CLOEXEC,
-            mode as libc::c_uint,
-        )
-    };
+    let fd = unsafe { libc::openat(dir, name.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -983,11 +751,7 @@ fn open_at(dir: RawFd, name: &CStr, flags: libc::c_int, mode: libc::mode_t) -> i
 }
 
 fn cvt(rc: libc::c_int) -> io::Result<()> {
-    if rc != 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    if rc != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 #[cfg(test)]

@@ -19,12 +19,7 @@ pub struct Peek<R> {
 
 impl<R: Read> Peek<R> {
     pub fn new(inner: R, capacity: usize) -> Self {
-        Peek {
-            inner,
-            buf: vec![0; capacity.max(16)].into_boxed_slice(),
-            pos: 0,
-            len: 0,
-        }
+        Peek { inner, buf: vec![0; capacity.max(16)].into_boxed_slice(), pos: 0, len: 0 }
     }
 
     /// Up to `n` bytes ahead (fewer only at end of stream).
@@ -97,11 +92,7 @@ pub struct MultiGz<R: Read> {
 
 impl<R: Read> MultiGz<R> {
     pub fn new(inner: Peek<R>) -> Self {
-        MultiGz {
-            state: Some(flate2::bufread::GzDecoder::new(inner)),
-            tail: None,
-            trailing: 0,
-        }
+        MultiGz { state: Some(flate2::bufread::GzDecoder::new(inner)), tail: None, trailing: 0 }
     }
 }
 
@@ -169,10 +160,7 @@ mod tests {
         blob.extend(gz(b"world"));
         blob.extend([0u8; 100]);
         for cap in [16, 17, 33, 1 << 16] {
-            assert_eq!(
-                decode(&blob, cap),
-                (b"hello world".to_vec(), Compression::Gzip)
-            );
+            assert_eq!(decode(&blob, cap), (b"hello world".to_vec(), Compression::Gzip));
         }
     }
 

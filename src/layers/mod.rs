@@ -135,11 +135,7 @@ pub struct Flattened {
 #[derive(Debug, thiserror::Error)]
 pub enum FlattenError {
     #[error("layer {layer}: entry `{entry}`: {reason}")]
-    Entry {
-        layer: String,
-        entry: String,
-        reason: String,
-    },
+    Entry { layer: String, entry: String, reason: String },
     #[error("layer {layer}: entry `{entry}`: cannot {op}")]
     Write {
         layer: String,
@@ -154,31 +150,17 @@ pub enum FlattenError {
         #[source]
         source: TarError,
     },
-    #[error(
-        "layer {layer} cannot be decompressed as {compression:?}; the blob is corrupt or truncated"
-    )]
+    #[error("layer {layer} cannot be decompressed as {compression:?}; the blob is corrupt or truncated")]
     Decompress {
         layer: String,
         compression: Compression,
         #[source]
         source: io::Error,
     },
-    #[error(
-        "layer {layer}: its uncompressed content has digest {actual}, but the image config lists diff_id {expected}"
-    )]
-    DiffId {
-        layer: String,
-        expected: Digest,
-        actual: Digest,
-    },
-    #[error(
-        "{limit} limit exceeded: {detail}\nhelp: if the image is legitimate, raise the limit with {flag}"
-    )]
-    Limit {
-        limit: &'static str,
-        flag: &'static str,
-        detail: String,
-    },
+    #[error("layer {layer}: its uncompressed content has digest {actual}, but the image config lists diff_id {expected}")]
+    DiffId { layer: String, expected: Digest, actual: Digest },
+    #[error("{limit} limit exceeded: {detail}\nhelp: if the image is legitimate, raise the limit with {flag}")]
+    Limit { limit: &'static str, flag: &'static str, detail: String },
     #[error(transparent)]
     Image(#[from] ImageError),
     #[error("cannot open the target directory {path}")]
@@ -193,10 +175,7 @@ impl FlattenError {
     /// True when the image is at fault (exit 1), false for failures of the
     /// machine (disk full, permissions: exit 3).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(
-            self,
-            FlattenError::Write { .. } | FlattenError::Target { .. }
-        )
+        !matches!(self, FlattenError::Write { .. } | FlattenError::Target { .. })
     }
 }
 
@@ -264,27 +243,15 @@ pub fn flatten(
         return Err(FlattenError::Limit {
             limit: "layer count",
             flag: "--max-layers",
-            detail: format!(
-                "image {} has {} layers, the limit is {}",
-                image.name,
-                image.layers.len(),
-                limits.max_layers
-            ),
+            detail: format!("image {} has {} layers, the limit is {}", image.name, image.layers.len(), limits.max_layers),
         });
     }
-    let walker = Walker::new(target).map_err(|source| FlattenError::Target {
-        path: target.to_owned(),
-        source,
-    })?;
+    let walker = Walker::new(target).map_err(|source| FlattenError::Target { path: target.to_owned(), source })?;
     let mut applier = Applier::new(walker, options, diag);
     let (tx, rx) = mpsc::sync_channel::<Vec<Msg>>(CHANNEL_DEPTH);
     let compressed = std::thread::scope(|scope| -> Result<u64, FlattenError> {
         let reader = scope.spawn(move || {
-            let mut out = Batcher {
-                tx,
-                batch: Vec::with_capacity(BATCH_MSGS),
-                bytes: 0,
-            };
+            let mut out = Batcher { tx, batch: Vec::with_capacity(BATCH_MSGS), bytes: 0 };
             let compressed = read_layers(source, image, options, diag, &mut out);
             out.flush();
             compressed
@@ -298,28 +265,17 @@ pub fn flatten(
     let mut stats = std::mem::take(&mut applier.stats);
     stats.layers = image.layers.len();
     stats.compressed_bytes = compressed;
-    Ok(Flattened {
-        stats,
-        recorded: std::mem::take(&mut applier.recorded),
-    })
+    Ok(Flattened { stats, recorded: std::mem::take(&mut applier.recorded) })
 }
 
-fn apply_stream(
-    applier: &mut Applier<'_>,
-    rx: &mpsc::Receiver<Vec<Msg>>,
-) -> Result<(), FlattenError> {
+fn apply_stream(applier: &mut Applier<'_>, rx: &mpsc::Receiver<Vec<Msg>>) -> Result<(), FlattenError> {
     let mut expect_data: Option<(Box<EntryHeader>, Option<apply::PendingFile>, u64)> = None;
     for msg in rx.iter().flatten() {
         match msg {
             Msg::Data(chunk) => {
-                let Some((h, file, left)) = expect_data.as_mut() else {
-                    continue;
-                };
+                let Some((h, file, left)) = expect_data.as_mut() else { continue };
                 if let Some(pending) = file.as_mut() {
-                    pending
-                        .file
-                        .write_all(&chunk)
-                        .map_err(|e| applier.write_err(h, "write its data", e))?;
+                    pending.file.write_all(&chunk).map_err(|e| applier.write_err(h, "write its data", e))?;
                 }
                 *left -= chunk.len() as u64;
                 if *left == 0 {
@@ -342,10 +298,7 @@ fn apply_stream(
     Ok(())
 }
 
-fn finish(
-    applier: &mut Applier<'_>,
-    done: Option<(Box<EntryHeader>, Option<apply::PendingFile>, u64)>,
-) -> Result<(), FlattenError> {
+fn finish(applier: &mut Applier<'_>, done: Option<(Box<EntryHeader>, Option<apply::PendingFile>, u64)>) -> Result<(), FlattenError> {
     if let Some((h, Some(f), _)) = done {
         applier.finish_file(&h, f)?;
     }
@@ -353,28 +306,14 @@ fn finish(
 }
 
 /// The reader thread: returns the compressed bytes read.
-fn read_layers(
-    source: &OpenImage,
-    image: &ResolvedImage,
-    options: &FlattenOptions,
-    diag: &dyn Diagnostics,
-    tx: &mut Batcher,
-) -> u64 {
+fn read_layers(source: &OpenImage, image: &ResolvedImage, options: &FlattenOptions, diag: &dyn Diagnostics, tx: &mut Batcher) -> u64 {
     let mut totals = Totals::default();
     for layer in &image.layers {
-        let id = LayerId {
-            index: layer.index,
-            count: image.layers.len(),
-            digest: Some(layer.descriptor.digest.clone()),
-        };
+        let id = LayerId { index: layer.index, count: image.layers.len(), digest: Some(layer.descriptor.digest.clone()) };
         if !tx.push(Msg::Layer(id.clone())) {
             break;
         }
-        diag.progress(Progress::Begin {
-            step: format!("layer {id}"),
-            total: Some(layer.descriptor.size),
-            unit: Unit::Bytes,
-        });
+        diag.progress(Progress::Begin { step: format!("layer {id}"), total: Some(layer.descriptor.size), unit: Unit::Bytes });
         let result = read_layer(source, layer, &id, options, diag, tx, &mut totals);
         diag.progress(Progress::End);
         match result {
@@ -427,12 +366,9 @@ fn read_layer(
     let drained = io::copy(&mut blob, &mut io::sink());
     totals.compressed += blob.bytes_read();
     if let Err(e) = drained
-        && (mismatch_of(&e).is_some() || outcome.is_ok())
-    {
-        return Err(source
-            .read_error(&layer.descriptor, &format!("layer {id}"), e)
-            .into());
-    }
+        && (mismatch_of(&e).is_some() || outcome.is_ok()) {
+            return Err(source.read_error(&layer.descriptor, &format!("layer {id}"), e).into());
+        }
     outcome
 }
 
@@ -447,13 +383,9 @@ fn stream_layer(
 ) -> Result<bool, FlattenError> {
     let limits = &options.limits;
     let compressed = Rc::new(Cell::new(0u64));
-    let counting = Counting {
-        inner: blob,
-        count: compressed.clone(),
-    };
+    let counting = Counting { inner: blob, count: compressed.clone() };
     let peek = decompress::Peek::new(counting, 1 << 20);
-    let (decoder, found) =
-        decompress::decoder(peek).map_err(|source| corrupt(id, layer.compression, source))?;
+    let (decoder, found) = decompress::decoder(peek).map_err(|source| corrupt(id, layer.compression, source))?;
     if found != layer.compression {
         diag.warning(Warning::new(
             format!("layer {id}"),
@@ -464,16 +396,10 @@ fn stream_layer(
         ));
     }
     let hashed = Verified::hashing(decoder).offloaded();
-    let mut tar = TarReader::new(
-        io::BufReader::with_capacity(CHUNK, hashed),
-        limits.max_record,
-    );
+    let mut tar = TarReader::new(io::BufReader::with_capacity(CHUNK, hashed), limits.max_record);
     let tar_err = |e: TarError| match e {
         TarError::Io(source) => corrupt(id, found, source),
-        other => FlattenError::Tar {
-            layer: id.to_string(),
-            source: other,
-        },
+        other => FlattenError::Tar { layer: id.to_string(), source: other },
     };
     let mut reported = 0u64;
     let layer_start = totals.uncompressed;
@@ -483,10 +409,7 @@ fn stream_layer(
             return Err(FlattenError::Limit {
                 limit: "entry count",
                 flag: "--max-entries",
-                detail: format!(
-                    "layer {id} brings the image past {} entries",
-                    limits.max_entries
-                ),
+                detail: format!("layer {id} brings the image past {} entries", limits.max_entries),
             });
         }
         let size = h.size;
@@ -507,23 +430,11 @@ fn stream_layer(
                     return Ok(false);
                 }
                 // Within the entry too: one file of a bomb is the whole bomb.
-                check_volume(
-                    limits,
-                    id,
-                    layer_start + tar.offset(),
-                    tar.offset(),
-                    compressed.get(),
-                )?;
+                check_volume(limits, id, layer_start + tar.offset(), tar.offset(), compressed.get())?;
             }
         }
         totals.uncompressed = layer_start + tar.offset();
-        check_volume(
-            limits,
-            id,
-            totals.uncompressed,
-            totals.uncompressed - layer_start,
-            compressed.get(),
-        )?;
+        check_volume(limits, id, totals.uncompressed, totals.uncompressed - layer_start, compressed.get())?;
         let c = compressed.get();
         if c - reported >= 1 << 20 {
             diag.progress(Progress::Advance(c - reported));
@@ -535,49 +446,28 @@ fn stream_layer(
     let mut trailing = 0u64;
     let mut buf = vec![0u8; 64 << 10];
     loop {
-        let n = rest
-            .read(&mut buf)
-            .map_err(|source| corrupt(id, found, source))?;
+        let n = rest.read(&mut buf).map_err(|source| corrupt(id, found, source))?;
         if n == 0 {
             break;
         }
         trailing += n as u64;
-        check_volume(
-            limits,
-            id,
-            totals.uncompressed + trailing,
-            totals.uncompressed + trailing - layer_start,
-            compressed.get(),
-        )?;
+        check_volume(limits, id, totals.uncompressed + trailing, totals.uncompressed + trailing - layer_start, compressed.get())?;
     }
     totals.uncompressed += trailing;
     let (actual, _) = rest.into_inner().finish();
     if actual != layer.diff_id {
-        return Err(FlattenError::DiffId {
-            layer: id.to_string(),
-            expected: layer.diff_id.clone(),
-            actual,
-        });
+        return Err(FlattenError::DiffId { layer: id.to_string(), expected: layer.diff_id.clone(), actual });
     }
     diag.progress(Progress::Advance(compressed.get() - reported));
     Ok(true)
 }
 
-fn check_volume(
-    limits: &Limits,
-    id: &LayerId,
-    total: u64,
-    layer_bytes: u64,
-    compressed: u64,
-) -> Result<(), FlattenError> {
+fn check_volume(limits: &Limits, id: &LayerId, total: u64, layer_bytes: u64, compressed: u64) -> Result<(), FlattenError> {
     if total > limits.max_bytes {
         return Err(FlattenError::Limit {
             limit: "uncompressed size",
             flag: "--max-bytes",
-            detail: format!(
-                "layer {id} brings the image past {} uncompressed bytes",
-                limits.max_bytes
-            ),
+            detail: format!("layer {id} brings the image past {} uncompressed bytes", limits.max_bytes),
         });
     }
     if layer_bytes > RATIO_CHECK_FLOOR && layer_bytes / compressed.max(1) > limits.max_ratio {
@@ -594,11 +484,7 @@ fn check_volume(
 }
 
 fn corrupt(id: &LayerId, compression: Compression, source: io::Error) -> FlattenError {
-    FlattenError::Decompress {
-        layer: id.to_string(),
-        compression,
-        source,
-    }
+    FlattenError::Decompress { layer: id.to_string(), compression, source }
 }
 
 /// Flattens `image` into a new directory `dest`, which appears only once

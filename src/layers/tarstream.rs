@@ -30,15 +30,8 @@ pub enum TarError {
     Io(#[source] io::Error),
     #[error("tar header at offset {offset} is invalid: {reason}")]
     Header { offset: u64, reason: String },
-    #[error(
-        "{what} record at offset {offset} is {size} bytes; the limit is {limit} (--max-pax-size)"
-    )]
-    RecordTooLarge {
-        what: &'static str,
-        offset: u64,
-        size: u64,
-        limit: u64,
-    },
+    #[error("{what} record at offset {offset} is {size} bytes; the limit is {limit} (--max-pax-size)")]
+    RecordTooLarge { what: &'static str, offset: u64, size: u64, limit: u64 },
     #[error("entry `{path}` uses {what}, which bundlegen does not support")]
     Unsupported { path: String, what: String },
 }
@@ -103,14 +96,7 @@ struct Pending {
 impl<R: Read> TarReader<R> {
     /// `max_record` bounds PAX and GNU long-name records.
     pub fn new(inner: R, max_record: u64) -> Self {
-        TarReader {
-            inner,
-            offset: 0,
-            remaining: 0,
-            padding: 0,
-            max_record,
-            ended: false,
-        }
+        TarReader { inner, offset: 0, remaining: 0, padding: 0, max_record, ended: false }
     }
 
     /// The underlying reader, positioned after the end-of-archive block once
@@ -137,27 +123,21 @@ impl<R: Read> TarReader<R> {
             if !self.read_block(&mut block)? {
                 // EOF without an end-of-archive block: Go accepts it.
                 if pending.have_pax || pending.have_long_name || pending.have_long_link {
-                    return Err(
-                        self.header_err(start, "extension header is not followed by an entry")
-                    );
+                    return Err(self.header_err(start, "extension header is not followed by an entry"));
                 }
                 self.ended = true;
                 return Ok(None);
             }
             if block.iter().all(|&b| b == 0) {
                 if pending.have_pax || pending.have_long_name || pending.have_long_link {
-                    return Err(self.header_err(
-                        start,
-                        "extension header is followed by the end of the archive",
-                    ));
+                    return Err(self.header_err(start, "extension header is followed by the end of the archive"));
                 }
                 self.ended = true;
                 return Ok(None);
             }
             verify_checksum(&block).map_err(|r| self.header_err(start, &r))?;
             let flag = block[156];
-            let size = parse_number(&block[124..136])
-                .map_err(|r| self.header_err(start, &format!("size: {r}")))?;
+            let size = parse_number(&block[124..136]).map_err(|r| self.header_err(start, &format!("size: {r}")))?;
             let size = u64::try_from(size).map_err(|_| self.header_err(start, "negative size"))?;
             match flag {
                 b'x' | b'g' | b'L' | b'K' => {
@@ -168,12 +148,7 @@ impl<R: Read> TarReader<R> {
                         _ => "GNU long link",
                     };
                     if size > self.max_record {
-                        return Err(TarError::RecordTooLarge {
-                            what,
-                            offset: start,
-                            size,
-                            limit: self.max_record,
-                        });
+                        return Err(TarError::RecordTooLarge { what, offset: start, size, limit: self.max_record });
                     }
                     let data = self.read_record(size)?;
                     match flag {
@@ -182,8 +157,7 @@ impl<R: Read> TarReader<R> {
                                 return Err(self.header_err(start, "two PAX headers for one entry"));
                             }
                             pending.have_pax = true;
-                            pending.pax =
-                                parse_pax(&data).map_err(|r| self.header_err(start, &r))?;
+                            pending.pax = parse_pax(&data).map_err(|r| self.header_err(start, &r))?;
                         }
                         b'g' => {
                             // Validated, then ignored (as Go's reader leaves it to the caller).
@@ -191,18 +165,14 @@ impl<R: Read> TarReader<R> {
                         }
                         b'L' => {
                             if pending.have_long_name {
-                                return Err(
-                                    self.header_err(start, "two GNU long names for one entry")
-                                );
+                                return Err(self.header_err(start, "two GNU long names for one entry"));
                             }
                             pending.have_long_name = true;
                             pending.path = Some(cut_nul(&data).to_vec());
                         }
                         _ => {
                             if pending.have_long_link {
-                                return Err(
-                                    self.header_err(start, "two GNU long links for one entry")
-                                );
+                                return Err(self.header_err(start, "two GNU long links for one entry"));
                             }
                             pending.have_long_link = true;
                             pending.link = Some(cut_nul(&data).to_vec());
@@ -219,13 +189,7 @@ impl<R: Read> TarReader<R> {
         }
     }
 
-    fn finish_header(
-        &self,
-        block: &[u8; BLOCK],
-        start: u64,
-        size: u64,
-        pending: Pending,
-    ) -> Result<EntryHeader, TarError> {
+    fn finish_header(&self, block: &[u8; BLOCK], start: u64, size: u64, pending: Pending) -> Result<EntryHeader, TarError> {
         let err = |r: &str| self.header_err(start, r);
         let is_ustar = &block[257..263] == b"ustar\0";
         let mut name = cut_nul(&block[0..100]).to_vec();
@@ -240,9 +204,7 @@ impl<R: Read> TarReader<R> {
         }
         let flag = block[156];
         let mut path = pending.path.unwrap_or(name);
-        let mut link = pending
-            .link
-            .unwrap_or_else(|| cut_nul(&block[157..257]).to_vec());
+        let mut link = pending.link.unwrap_or_else(|| cut_nul(&block[157..257]).to_vec());
         let num = |range: std::ops::Range<usize>, field: &str| -> Result<i64, TarError> {
             parse_number(&block[range]).map_err(|r| err(&format!("{field}: {r}")))
         };
@@ -252,10 +214,8 @@ impl<R: Read> TarReader<R> {
         let mut mtime = num(136..148, "mtime")?;
         let (mut devmajor, mut devminor) = (0, 0);
         if matches!(flag, b'3' | b'4') {
-            devmajor =
-                u64::try_from(num(329..337, "devmajor")?).map_err(|_| err("negative devmajor"))?;
-            devminor =
-                u64::try_from(num(337..345, "devminor")?).map_err(|_| err("negative devminor"))?;
+            devmajor = u64::try_from(num(329..337, "devmajor")?).map_err(|_| err("negative devmajor"))?;
+            devminor = u64::try_from(num(337..345, "devminor")?).map_err(|_| err("negative devminor"))?;
         }
         let mut size = size;
         let mut xattrs = Vec::new();
@@ -263,9 +223,7 @@ impl<R: Read> TarReader<R> {
         for (key, value) in pending.pax {
             let text = || String::from_utf8_lossy(&value).into_owned();
             let decimal = |field: &str| -> Result<u64, TarError> {
-                text()
-                    .parse::<u64>()
-                    .map_err(|_| err(&format!("PAX {field} `{}` is not a decimal number", text())))
+                text().parse::<u64>().map_err(|_| err(&format!("PAX {field} `{}` is not a decimal number", text())))
             };
             match key.as_str() {
                 "path" => {
@@ -362,15 +320,10 @@ impl<R: Read> TarReader<R> {
         if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let want = buf
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want]).map_err(TarError::Io)?;
         if n == 0 {
-            return Err(TarError::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "entry data is truncated",
-            )));
+            return Err(TarError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "entry data is truncated")));
         }
         self.remaining -= n as u64;
         self.offset += n as u64;
@@ -380,14 +333,10 @@ impl<R: Read> TarReader<R> {
     fn skip_rest(&mut self) -> Result<(), TarError> {
         let n = self.remaining + self.padding;
         if n > 0 {
-            let copied =
-                io::copy(&mut (&mut self.inner).take(n), &mut io::sink()).map_err(TarError::Io)?;
+            let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink()).map_err(TarError::Io)?;
             self.offset += copied;
             if copied < n {
-                return Err(TarError::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "entry data is truncated",
-                )));
+                return Err(TarError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "entry data is truncated")));
             }
         }
         self.remaining = 0;
@@ -412,10 +361,7 @@ impl<R: Read> TarReader<R> {
             match self.inner.read(&mut block[filled..]) {
                 Ok(0) if filled == 0 => return Ok(false),
                 Ok(0) => {
-                    return Err(TarError::Io(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "tar header is truncated",
-                    )));
+                    return Err(TarError::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "tar header is truncated")));
                 }
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -427,10 +373,7 @@ impl<R: Read> TarReader<R> {
     }
 
     fn header_err(&self, offset: u64, reason: &str) -> TarError {
-        TarError::Header {
-            offset,
-            reason: reason.to_owned(),
-        }
+        TarError::Header { offset, reason: reason.to_owned() }
     }
 }
 
@@ -457,9 +400,7 @@ fn verify_checksum(block: &[u8; BLOCK]) -> Result<(), String> {
     if stored == unsigned || stored == signed {
         Ok(())
     } else {
-        Err(format!(
-            "checksum {stored} does not match the header ({unsigned}); the archive is corrupt"
-        ))
+        Err(format!("checksum {stored} does not match the header ({unsigned}); the archive is corrupt"))
     }
 }
 
@@ -467,27 +408,26 @@ fn verify_checksum(block: &[u8; BLOCK]) -> Result<(), String> {
 /// base-256 when the top bit of the first byte is set.
 pub(crate) fn parse_number(field: &[u8]) -> Result<i64, String> {
     if let Some(&first) = field.first()
-        && first & 0x80 != 0
-    {
-        // GNU base-256, two's complement (as Go's archive/tar reads it).
-        let inv: u8 = if first & 0x40 != 0 { 0xff } else { 0 };
-        let mut x: u64 = 0;
-        for (i, &b) in field.iter().enumerate() {
-            let mut c = b ^ inv;
-            if i == 0 {
-                c &= 0x7f;
+        && first & 0x80 != 0 {
+            // GNU base-256, two's complement (as Go's archive/tar reads it).
+            let inv: u8 = if first & 0x40 != 0 { 0xff } else { 0 };
+            let mut x: u64 = 0;
+            for (i, &b) in field.iter().enumerate() {
+                let mut c = b ^ inv;
+                if i == 0 {
+                    c &= 0x7f;
+                }
+                if x >> 56 != 0 {
+                    return Err("base-256 number overflows".into());
+                }
+                x = (x << 8) | u64::from(c);
             }
-            if x >> 56 != 0 {
+            if x >> 63 != 0 {
                 return Err("base-256 number overflows".into());
             }
-            x = (x << 8) | u64::from(c);
+            let v = x as i64;
+            return Ok(if inv == 0xff { !v } else { v });
         }
-        if x >> 63 != 0 {
-            return Err("base-256 number overflows".into());
-        }
-        let v = x as i64;
-        return Ok(if inv == 0xff { !v } else { v });
-    }
     let text = field
         .iter()
         .copied()
@@ -500,15 +440,9 @@ pub(crate) fn parse_number(field: &[u8]) -> Result<i64, String> {
     let mut v: i64 = 0;
     for b in &text {
         if !(b'0'..=b'7').contains(b) {
-            return Err(format!(
-                "`{}` is not an octal number",
-                String::from_utf8_lossy(field).trim_end_matches('\0')
-            ));
+            return Err(format!("`{}` is not an octal number", String::from_utf8_lossy(field).trim_end_matches('\0')));
         }
-        v = v
-            .checked_mul(8)
-            .and_then(|v| v.checked_add(i64::from(b - b'0')))
-            .ok_or("octal number overflows")?;
+        v = v.checked_mul(8).and_then(|v| v.checked_add(i64::from(b - b'0'))).ok_or("octal number overflows")?;
     }
     Ok(v)
 }
@@ -521,10 +455,7 @@ fn parse_pax(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
         if data.iter().all(|&b| b == 0) {
             break;
         }
-        let space = data
-            .iter()
-            .position(|&b| b == b' ')
-            .ok_or("PAX record has no length")?;
+        let space = data.iter().position(|&b| b == b' ').ok_or("PAX record has no length")?;
         let len: usize = std::str::from_utf8(&data[..space])
             .ok()
             .and_then(|s| s.parse().ok())
@@ -533,13 +464,8 @@ fn parse_pax(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
             return Err("PAX record length does not match its content".into());
         }
         let record = &data[space + 1..len - 1];
-        let eq = record
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or("PAX record has no `=`")?;
-        let key = std::str::from_utf8(&record[..eq])
-            .map_err(|_| "PAX key is not UTF-8")?
-            .to_owned();
+        let eq = record.iter().position(|&b| b == b'=').ok_or("PAX record has no `=`")?;
+        let key = std::str::from_utf8(&record[..eq]).map_err(|_| "PAX key is not UTF-8")?.to_owned();
         out.push((key, record[eq + 1..].to_vec()));
         data = &data[len..];
     }
@@ -549,13 +475,7 @@ fn parse_pax(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
 /// PAX times are decimal seconds with an optional fraction; `None` for
 /// anything else (NaN, exponents, overflow).
 fn parse_pax_time(s: &str) -> Option<i64> {
-    let whole = s.split_once('.').map_or(s, |(w, frac)| {
-        if frac.bytes().all(|b| b.is_ascii_digit()) {
-            w
-        } else {
-            "x"
-        }
-    });
+    let whole = s.split_once('.').map_or(s, |(w, frac)| if frac.bytes().all(|b| b.is_ascii_digit()) { w } else { "x" });
     let (neg, digits) = match whole.strip_prefix('-') {
         Some(d) => (true, d),
         None => (false, whole),
@@ -656,29 +576,20 @@ mod tests {
     fn bad_checksum_is_refused() {
         let mut data = archive(&[("f", b'0', b"")]);
         data[0] = b'g';
-        assert!(matches!(
-            TarReader::new(&data[..], 1 << 20).next_entry(),
-            Err(TarError::Header { .. })
-        ));
+        assert!(matches!(TarReader::new(&data[..], 1 << 20).next_entry(), Err(TarError::Header { .. })));
     }
 
     #[test]
     fn oversized_pax_is_refused() {
         let p = pax(&[("comment", &"x".repeat(2000))]);
         let data = archive(&[("p", b'x', &p), ("f", b'0', b"")]);
-        assert!(matches!(
-            TarReader::new(&data[..], 1024).next_entry(),
-            Err(TarError::RecordTooLarge { .. })
-        ));
+        assert!(matches!(TarReader::new(&data[..], 1024).next_entry(), Err(TarError::RecordTooLarge { .. })));
     }
 
     #[test]
     fn sparse_is_refused() {
         let data = archive(&[("s", b'S', b"")]);
-        assert!(matches!(
-            TarReader::new(&data[..], 1 << 20).next_entry(),
-            Err(TarError::Unsupported { .. })
-        ));
+        assert!(matches!(TarReader::new(&data[..], 1 << 20).next_entry(), Err(TarError::Unsupported { .. })));
     }
 
     #[test]
@@ -686,14 +597,8 @@ mod tests {
         assert_eq!(parse_number(b"0000644\0").unwrap(), 0o644);
         assert_eq!(parse_number(b"  17 \0").unwrap(), 0o17);
         assert_eq!(parse_number(b"\0\0\0").unwrap(), 0);
-        assert_eq!(
-            parse_number(&[0x80, 0, 0, 0, 0, 0, 0x01, 0x00]).unwrap(),
-            256
-        );
-        assert_eq!(
-            parse_number(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).unwrap(),
-            -1
-        );
+        assert_eq!(parse_number(&[0x80, 0, 0, 0, 0, 0, 0x01, 0x00]).unwrap(), 256);
+        assert_eq!(parse_number(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).unwrap(), -1);
         assert!(parse_number(b"09").is_err());
         assert_eq!(parse_pax_time("1700000000.123"), Some(1700000000));
         assert_eq!(parse_pax_time("-5"), Some(-5));

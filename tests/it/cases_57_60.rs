@@ -25,10 +25,7 @@ fn unpack(layout: &Path, out: &Path, args: &[&str]) -> Output {
 }
 
 fn generate(w: &World, out: &Path, args: &[&str]) -> Output {
-    w.command_to(&w.layout, out, args)
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run bundlegen generate")
+    w.command_to(&w.layout, out, args).stderr(Stdio::piped()).output().expect("run bundlegen generate")
 }
 
 /// A directory with one file, to tell whether anything changed in it.
@@ -49,20 +46,10 @@ fn case_57_existing_output_needs_overwrite() {
     let w = World::new(vec![base_layer()]);
     let before = occupied(&w.out);
     let out = generate(&w, &w.out, &[]);
-    assert_failed(
-        out.status,
-        &stderr_of(&out),
-        1,
-        &["already exists and is not empty", "help: pass"],
-    );
+    assert_failed(out.status, &stderr_of(&out), 1, &["already exists and is not empty", "help: pass"]);
     assert_eq!(Snapshot::of(&[&w.out]), before);
     let out = unpack(&w.layout, &w.out, &[]);
-    assert_failed(
-        out.status,
-        &stderr_of(&out),
-        1,
-        &["already exists and is not empty"],
-    );
+    assert_failed(out.status, &stderr_of(&out), 1, &["already exists and is not empty"]);
     assert_eq!(Snapshot::of(&[&w.out]), before);
     assert_eq!(staged_in(&w.parent), Vec::<String>::new());
 
@@ -70,12 +57,7 @@ fn case_57_existing_output_needs_overwrite() {
     fs::remove_dir_all(&w.out).expect("rm");
     fs::write(w.archive(), b"previous archive").expect("write");
     let out = generate(&w, &w.out, &[]);
-    assert_failed(
-        out.status,
-        &stderr_of(&out),
-        1,
-        &["bundle.tar.gz already exists", "help: pass -y"],
-    );
+    assert_failed(out.status, &stderr_of(&out), 1, &["bundle.tar.gz already exists", "help: pass -y"]);
     assert_eq!(fs::read(w.archive()).expect("archive"), b"previous archive");
     assert!(!w.out.exists());
 
@@ -107,12 +89,7 @@ fn case_57_symlinked_output_is_never_followed() {
     for out_path in [w.out.clone(), spelled_with_slash.clone().into()] {
         for args in [&[][..], &["-y"][..]] {
             let out = generate(&w, &out_path, args);
-            assert_failed(
-                out.status,
-                &stderr_of(&out),
-                1,
-                &["is a symbolic link; refusing to write through it"],
-            );
+            assert_failed(out.status, &stderr_of(&out), 1, &["is a symbolic link; refusing to write through it"]);
         }
         for args in [&[][..], &["--force"][..]] {
             let out = unpack(&w.layout, &out_path, args);
@@ -120,12 +97,7 @@ fn case_57_symlinked_output_is_never_followed() {
         }
     }
     assert_eq!(Snapshot::of(&[&elsewhere]), before);
-    assert!(
-        fs::symlink_metadata(&w.out)
-            .expect("link")
-            .file_type()
-            .is_symlink()
-    );
+    assert!(fs::symlink_metadata(&w.out).expect("link").file_type().is_symlink());
     assert!(!w.archive().exists());
 
     let dangling = w.root.join("nowhere");
@@ -135,10 +107,7 @@ fn case_57_symlinked_output_is_never_followed() {
     assert_failed(out.status, &stderr_of(&out), 1, &["is a symbolic link"]);
     let out = unpack(&w.layout, &w.out, &["--force"]);
     assert_failed(out.status, &stderr_of(&out), 1, &["is a symbolic link"]);
-    assert!(
-        !dangling.exists(),
-        "nothing created through a dangling link"
-    );
+    assert!(!dangling.exists(), "nothing created through a dangling link");
     assert_eq!(staged_in(&w.parent), Vec::<String>::new());
 
     // Files named on the command line are replaced, not written through:
@@ -149,25 +118,11 @@ fn case_57_symlinked_output_is_never_followed() {
     symlink(&target, w.archive()).expect("symlink");
     let report = w.parent.join("report.json");
     symlink(&target, &report).expect("symlink");
-    let out = generate(
-        &w,
-        &w.out,
-        &["-y", "--report", report.to_str().expect("utf-8")],
-    );
+    let out = generate(&w, &w.out, &["-y", "--report", report.to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(fs::read(&target).expect("target"), b"precious");
-    assert!(
-        !fs::symlink_metadata(w.archive())
-            .expect("archive")
-            .file_type()
-            .is_symlink()
-    );
-    assert!(
-        !fs::symlink_metadata(&report)
-            .expect("report")
-            .file_type()
-            .is_symlink()
-    );
+    assert!(!fs::symlink_metadata(w.archive()).expect("archive").file_type().is_symlink());
+    assert!(!fs::symlink_metadata(&report).expect("report").file_type().is_symlink());
 }
 
 /// A symlink in a parent directory is followed as usual (a deploy
@@ -202,41 +157,18 @@ fn case_57_output_inside_the_image_is_refused() {
         (w.root.clone(), "contains the image layout"),
     ] {
         let out = generate(&w, &out_path, &["-y"]);
-        assert_failed(
-            out.status,
-            &stderr_of(&out),
-            1,
-            &[relation, "help: write the output outside the input"],
-        );
+        assert_failed(out.status, &stderr_of(&out), 1, &[relation, "help: write the output outside the input"]);
         let out = unpack(&w.layout, &out_path, &["--force"]);
         assert_failed(out.status, &stderr_of(&out), 1, &[relation]);
     }
-    assert_eq!(
-        Snapshot::of(&[&w.layout]),
-        image_before,
-        "the image is untouched"
-    );
+    assert_eq!(Snapshot::of(&[&w.layout]), image_before, "the image is untouched");
 
     let layout = w.layout.to_str().expect("utf-8");
     let out = generate(&w, &w.out, &["--oci-output", layout]);
-    assert_failed(
-        out.status,
-        &stderr_of(&out),
-        1,
-        &["is inside the image layout"],
-    );
+    assert_failed(out.status, &stderr_of(&out), 1, &["is inside the image layout"]);
     let inside_bundle = w.out.join("oci");
-    let out = generate(
-        &w,
-        &w.out,
-        &["--oci-output", inside_bundle.to_str().expect("utf-8")],
-    );
-    assert_failed(
-        out.status,
-        &stderr_of(&out),
-        1,
-        &["is inside the bundle directory"],
-    );
+    let out = generate(&w, &w.out, &["--oci-output", inside_bundle.to_str().expect("utf-8")]);
+    assert_failed(out.status, &stderr_of(&out), 1, &["is inside the bundle directory"]);
     assert_eq!(Snapshot::of(&[&w.layout]), image_before);
     assert!(!w.out.exists());
 }
@@ -257,8 +189,7 @@ fn app(extra: Value) -> Value {
 }
 
 fn platform() -> Value {
-    serde_json::from_str(include_str!("../../src/platform/builtin/qemux86-64.json"))
-        .expect("builtin JSON")
+    serde_json::from_str(include_str!("../../src/platform/builtin/qemux86-64.json")).expect("builtin JSON")
 }
 
 /// Writes `text` to `dir/name` and runs generate with it as the app
@@ -274,11 +205,7 @@ fn with_file(w: &World, flag: &str, name: &str, text: &str, extra: &[&str]) -> O
     if flag != "-a" {
         cmd.arg("-a").arg(&w.meta);
     }
-    cmd.arg(flag)
-        .arg(&path)
-        .args(extra)
-        .arg(format!("oci:{}", w.layout.display()))
-        .arg(&w.out);
+    cmd.arg(flag).arg(&path).args(extra).arg(format!("oci:{}", w.layout.display())).arg(&w.out);
     cmd.stdin(Stdio::null()).output().expect("run")
 }
 
@@ -291,225 +218,51 @@ fn case_59_malformed_metadata_names_file_key_and_form() {
     // (flag, file name, content, message fragments, extra arguments)
     type Case<'a> = (&'a str, &'a str, String, Vec<&'a str>, &'a [&'a str]);
     let cases: Vec<Case> = vec![
-        (
-            "-a",
-            "app.json",
-            "{\"id\": ".into(),
-            vec!["app.json: not valid JSON", "line 1"],
-            &[],
-        ),
-        (
-            "-a",
-            "app.json",
-            "[1, 2]".into(),
-            vec!["app.json: the top level must be a JSON object"],
-            &[],
-        ),
-        (
-            "-a",
-            "app.json",
-            app(json!({"colour": "blue"})).to_string(),
-            vec!["app.json: colour: unknown key"],
-            &["--strict"],
-        ),
-        (
-            "-a",
-            "app.json",
-            app(json!({"graphics": "yes"})).to_string(),
-            vec!["app.json: graphics: invalid value", "expected a boolean"],
-            &[],
-        ),
-        (
-            "-a",
-            "app.json",
-            app(json!({"resources": {"ram": "-5M"}})).to_string(),
-            vec![
-                "app.json: resources.ram: invalid value",
-                "\"-5M\"",
-                size_form,
-            ],
-            &[],
-        ),
-        (
-            "-a",
-            "app.json",
-            app(json!({"resources": {"ram": "10ZB"}})).to_string(),
-            vec![
-                "app.json: resources.ram: invalid value",
-                "\"10ZB\"",
-                size_form,
-            ],
-            &[],
-        ),
-        (
-            "-a",
-            "app.json",
-            app(json!({"resources": {"ram": -5}})).to_string(),
-            vec![
-                "app.json: resources.ram: invalid value",
-                "cannot be negative",
-                size_form,
-            ],
-            &[],
-        ),
-        (
-            "-a",
-            "app.json",
-            app(json!({"resources": {"ram": "99999999999T"}})).to_string(),
-            vec![
-                "app.json: resources.ram: invalid value",
-                "too large",
-                size_form,
-            ],
-            &[],
-        ),
-        (
-            "-a",
-            "app.json",
-            app(json!({"storage": {"temp": [{"size": "1e400", "path": "/tmp/x"}]}})).to_string(),
-            vec!["app.json: storage.temp[0].size: invalid value", size_form],
-            &[],
-        ),
-        (
-            "-a",
-            "app.json",
-            app(json!({"id": 7})).to_string(),
-            vec!["app.json: id: invalid value", "expected a string"],
-            &[],
-        ),
-        (
-            "-p",
-            "dev.json",
-            "{\"platformName\": ".into(),
-            vec!["dev.json: not valid JSON"],
-            &[],
-        ),
-        (
-            "-p",
-            "dev.json",
-            {
-                let mut p = platform();
-                p["hardware"]["maxRam"] = json!("-5M");
-                p.to_string()
-            },
-            vec![
-                "dev.json: hardware.maxRam: invalid value",
-                "\"-5M\"",
-                size_form,
-            ],
-            &[],
-        ),
-        (
-            "-p",
-            "dev.json",
-            {
-                let mut p = platform();
-                p["storage"]["persistent"]["maxSize"] = json!("10ZB");
-                p.to_string()
-            },
-            vec![
-                "dev.json: storage.persistent.maxSize: invalid value",
-                "\"10ZB\"",
-                size_form,
-            ],
-            &[],
-        ),
-        (
-            "-p",
-            "dev.json",
-            {
-                let mut p = platform();
-                p["hardware"]["graphcis"] = json!(true);
-                p.to_string()
-            },
-            vec!["dev.json: hardware.graphcis: unknown key"],
-            &["--strict"],
-        ),
-        (
-            "-p",
-            "dev.json",
-            {
-                let mut p = platform();
-                p["network"]["options"] = json!("open");
-                p.to_string()
-            },
-            vec![
-                "dev.json: network.options: invalid value",
-                "expected a sequence",
-            ],
-            &[],
-        ),
-        (
-            "--operator",
-            "operator.json",
-            "{\"env\": [".into(),
-            vec!["operator.json", "not valid JSON"],
-            &[],
-        ),
-        (
-            "--operator",
-            "operator.json",
-            "{\"evn\": []}".into(),
-            vec!["operator.json: evn: unknown key"],
-            &["--strict"],
-        ),
-        (
-            "--operator",
-            "operator.json",
-            "{\"env\": [\"=x\"]}".into(),
-            vec!["operator.json: env[0]", "NAME=VALUE"],
-            &[],
-        ),
+        ("-a", "app.json", "{\"id\": ".into(), vec!["app.json: not valid JSON", "line 1"], &[]),
+        ("-a", "app.json", "[1, 2]".into(), vec!["app.json: the top level must be a JSON object"], &[]),
+        ("-a", "app.json", app(json!({"colour": "blue"})).to_string(), vec!["app.json: colour: unknown key"], &["--strict"]),
+        ("-a", "app.json", app(json!({"graphics": "yes"})).to_string(), vec!["app.json: graphics: invalid value", "expected a boolean"], &[]),
+        ("-a", "app.json", app(json!({"resources": {"ram": "-5M"}})).to_string(), vec!["app.json: resources.ram: invalid value", "\"-5M\"", size_form], &[]),
+        ("-a", "app.json", app(json!({"resources": {"ram": "10ZB"}})).to_string(), vec!["app.json: resources.ram: invalid value", "\"10ZB\"", size_form], &[]),
+        ("-a", "app.json", app(json!({"resources": {"ram": -5}})).to_string(), vec!["app.json: resources.ram: invalid value", "cannot be negative", size_form], &[]),
+        ("-a", "app.json", app(json!({"resources": {"ram": "99999999999T"}})).to_string(), vec!["app.json: resources.ram: invalid value", "too large", size_form], &[]),
+        ("-a", "app.json", app(json!({"storage": {"temp": [{"size": "1e400", "path": "/tmp/x"}]}})).to_string(), vec!["app.json: storage.temp[0].size: invalid value", size_form], &[]),
+        ("-a", "app.json", app(json!({"id": 7})).to_string(), vec!["app.json: id: invalid value", "expected a string"], &[]),
+        ("-p", "dev.json", "{\"platformName\": ".into(), vec!["dev.json: not valid JSON"], &[]),
+        ("-p", "dev.json", { let mut p = platform(); p["hardware"]["maxRam"] = json!("-5M"); p.to_string() }, vec!["dev.json: hardware.maxRam: invalid value", "\"-5M\"", size_form], &[]),
+        ("-p", "dev.json", { let mut p = platform(); p["storage"]["persistent"]["maxSize"] = json!("10ZB"); p.to_string() }, vec!["dev.json: storage.persistent.maxSize: invalid value", "\"10ZB\"", size_form], &[]),
+        ("-p", "dev.json", { let mut p = platform(); p["hardware"]["graphcis"] = json!(true); p.to_string() }, vec!["dev.json: hardware.graphcis: unknown key"], &["--strict"]),
+        ("-p", "dev.json", { let mut p = platform(); p["network"]["options"] = json!("open"); p.to_string() }, vec!["dev.json: network.options: invalid value", "expected a sequence"], &[]),
+        ("--operator", "operator.json", "{\"env\": [".into(), vec!["operator.json", "not valid JSON"], &[]),
+        ("--operator", "operator.json", "{\"evn\": []}".into(), vec!["operator.json: evn: unknown key"], &["--strict"]),
+        ("--operator", "operator.json", "{\"env\": [\"=x\"]}".into(), vec!["operator.json: env[0]", "NAME=VALUE"], &[]),
     ];
     for (flag, name, text, needles, extra) in &cases {
         let out = with_file(&w, flag, name, text, extra);
         let stderr = stderr_of(&out);
         assert_eq!(out.status.code(), Some(1), "{flag} {text}: {stderr}");
         assert_failed(out.status, &stderr, 1, needles);
-        assert!(
-            !w.out.exists() && !w.archive().exists(),
-            "{flag} {text}: nothing written"
-        );
+        assert!(!w.out.exists() && !w.archive().exists(), "{flag} {text}: nothing written");
         assert_eq!(staged_in(&w.parent), Vec::<String>::new(), "{flag} {text}");
     }
     // Without --strict, an unknown key is a warning naming file and key.
-    let out = with_file(
-        &w,
-        "-a",
-        "app.json",
-        &app(json!({"colour": "blue"})).to_string(),
-        &[],
-    );
+    let out = with_file(&w, "-a", "app.json", &app(json!({"colour": "blue"})).to_string(), &[]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert!(
-        stderr_of(&out).contains("warning: ")
-            && stderr_of(&out).contains("app.json: colour: unknown key"),
-        "{}",
-        stderr_of(&out)
-    );
+    assert!(stderr_of(&out).contains("warning: ") && stderr_of(&out).contains("app.json: colour: unknown key"), "{}", stderr_of(&out));
 }
 
 /// The image's own `/appmetadata.json`, broken, is named as
 /// `IMAGE:/appmetadata.json`.
 #[test]
 fn case_59_broken_appmetadata_in_the_image_is_named() {
-    let w = World::new(vec![
-        base_layer(),
-        Layer::gz([Entry::file(
-            "appmetadata.json",
-            "{\"id\": \"x\", \"resources\": {\"ram\": \"-5M\"}}",
-        )]),
-    ]);
+    let w = World::new(vec![base_layer(), Layer::gz([Entry::file("appmetadata.json", "{\"id\": \"x\", \"resources\": {\"ram\": \"-5M\"}}")])]);
     let out = Command::new(bin())
         .args(["-q", "generate", "-u", "-p", "qemux86-64"])
         .arg(format!("oci:{}", w.layout.display()))
         .arg(&w.out)
         .output()
         .expect("run");
-    let name = format!(
-        "{}:/appmetadata.json: resources.ram: invalid value",
-        w.layout.display()
-    );
+    let name = format!("{}:/appmetadata.json: resources.ram: invalid value", w.layout.display());
     assert_failed(out.status, &stderr_of(&out), 1, &[&name, "\"-5M\""]);
     assert!(!w.out.exists());
     assert_eq!(staged_in(&w.parent), Vec::<String>::new());
@@ -523,9 +276,7 @@ fn case_59_broken_appmetadata_in_the_image_is_named() {
 /// at /usr/lib), with its loader.
 fn dynamic_image(dir: &Path) {
     const LOADER: &str = "/lib64/ld-linux-x86-64.so.2";
-    let app = Stub::exe(Machine::X86_64, LOADER)
-        .needs(&["libfoo.so.1"])
-        .build();
+    let app = Stub::exe(Machine::X86_64, LOADER).needs(&["libfoo.so.1"]).build();
     let libfoo = Stub::lib(Machine::X86_64, "libfoo.so.1").build();
     let loader = Stub::lib(Machine::X86_64, "ld-linux-x86-64.so.2").build();
     let mut image = Image::new([Layer::gz([
@@ -537,10 +288,7 @@ fn dynamic_image(dir: &Path) {
         Entry::file("usr/lib/libfoo.so.1", libfoo),
         Entry::file(&LOADER[1..], loader).with_mode(0o755),
     ])]);
-    image.run = RunConfig {
-        entrypoint: Some(vec!["/usr/bin/app".into()]),
-        ..RunConfig::default()
-    };
+    image.run = RunConfig { entrypoint: Some(vec!["/usr/bin/app".into()]), ..RunConfig::default() };
     Layout::single(dir, image);
 }
 
@@ -552,11 +300,7 @@ fn platform_dir(root: &Path, edit: impl Fn(&mut Value), libs: Value) -> std::pat
     let mut p = platform();
     edit(&mut p);
     fs::write(dir.join("dev.json"), p.to_string()).expect("write");
-    fs::write(
-        dir.join("dev_libs.json"),
-        json!({ "libs": libs }).to_string(),
-    )
-    .expect("write");
+    fs::write(dir.join("dev_libs.json"), json!({ "libs": libs }).to_string()).expect("write");
     dir.join("dev.json")
 }
 
@@ -590,55 +334,30 @@ fn case_60_relative_and_dotdot_device_paths_are_refused() {
     // (_libs.json entries, template edit, key named, value quoted)
     type Case = (Value, Box<dyn Fn(&mut Value)>, &'static str, &'static str);
     let cases: Vec<Case> = vec![
-        (
-            json!([lib_entry("usr/lib/libfoo.so.1", &[])]),
-            Box::new(|_| {}),
-            "dev_libs.json: libs[0].name",
-            "\"usr/lib/libfoo.so.1\"",
-        ),
-        (
-            json!([lib_entry("/usr/lib/../../etc/libfoo.so.1", &[])]),
-            Box::new(|_| {}),
-            "dev_libs.json: libs[0].name",
-            "/usr/lib/../../etc/libfoo.so.1",
-        ),
-        (
-            json!([lib_entry("/usr/lib/libfoo.so.1", &["libc.so.6"])]),
-            Box::new(|_| {}),
-            "dev_libs.json: libs[0].deps[0]",
-            "\"libc.so.6\"",
-        ),
+        (json!([lib_entry("usr/lib/libfoo.so.1", &[])]), Box::new(|_| {}), "dev_libs.json: libs[0].name", "\"usr/lib/libfoo.so.1\""),
+        (json!([lib_entry("/usr/lib/../../etc/libfoo.so.1", &[])]), Box::new(|_| {}), "dev_libs.json: libs[0].name", "/usr/lib/../../etc/libfoo.so.1"),
+        (json!([lib_entry("/usr/lib/libfoo.so.1", &["libc.so.6"])]), Box::new(|_| {}), "dev_libs.json: libs[0].deps[0]", "\"libc.so.6\""),
         (
             json!([good_lib]),
-            Box::new(
-                |p| p["mounts"] = json!([{"source": "data/app", "destination": "/data", "type": "bind", "options": ["rbind"]}]),
-            ),
+            Box::new(|p| p["mounts"] = json!([{"source": "data/app", "destination": "/data", "type": "bind", "options": ["rbind"]}])),
             "dev.json: mounts[0].source",
             "\"data/app\"",
         ),
         (
             json!([good_lib]),
-            Box::new(
-                |p| p["mounts"] = json!([{"source": "/opt/../../etc", "destination": "/etc/x", "options": ["bind", "ro"]}]),
-            ),
+            Box::new(|p| p["mounts"] = json!([{"source": "/opt/../../etc", "destination": "/etc/x", "options": ["bind", "ro"]}])),
             "dev.json: mounts[0].source",
             "/opt/../../etc",
         ),
         (
             json!([good_lib]),
-            Box::new(|p| {
-                p["mounts"] =
-                    json!([{"source": "/opt", "destination": "../escape", "type": "bind"}])
-            }),
+            Box::new(|p| p["mounts"] = json!([{"source": "/opt", "destination": "../escape", "type": "bind"}])),
             "dev.json: mounts[0].destination",
             "../escape",
         ),
         (
             json!([good_lib]),
-            Box::new(|p| {
-                p["gpu"] =
-                    json!({"gfxLibs": [{"src": "../libEGL.so.1", "dst": "/usr/lib/libEGL.so.1"}]})
-            }),
+            Box::new(|p| p["gpu"] = json!({"gfxLibs": [{"src": "../libEGL.so.1", "dst": "/usr/lib/libEGL.so.1"}]})),
             "dev.json: gpu.gfxLibs[0].src",
             "../libEGL.so.1",
         ),
@@ -648,31 +367,17 @@ fn case_60_relative_and_dotdot_device_paths_are_refused() {
             "dev.json: storage.persistent.storageDir",
             "opt/apps",
         ),
-        (
-            json!([good_lib]),
-            Box::new(|p| p["dobby"]["pluginDependencies"] = json!(["/usr/lib/../lib/x.so"])),
-            "dev.json: dobby.pluginDependencies[0]",
-            "x.so",
-        ),
+        (json!([good_lib]), Box::new(|p| p["dobby"]["pluginDependencies"] = json!(["/usr/lib/../lib/x.so"])), "dev.json: dobby.pluginDependencies[0]", "x.so"),
     ];
     for (libs, edit, key, value) in &cases {
         let plat = platform_dir(&w.root, edit, libs.clone());
         let out = generate_for(&w, &layout, &plat, &w.meta, &[]);
         let stderr = stderr_of(&out);
-        assert_failed(
-            out.status,
-            &stderr,
-            1,
-            &[key, value, form, "never looked up on the build machine"],
-        );
+        assert_failed(out.status, &stderr, 1, &[key, value, form, "never looked up on the build machine"]);
         assert!(!w.out.exists(), "{key}");
         // `platform validate` agrees on templates.
         if key.starts_with("dev.json") {
-            let v = Command::new(bin())
-                .args(["platform", "validate"])
-                .arg(&plat)
-                .output()
-                .expect("run");
+            let v = Command::new(bin()).args(["platform", "validate"]).arg(&plat).output().expect("run");
             assert_failed(v.status, &stderr_of(&v), 1, &[key]);
         }
     }
@@ -680,45 +385,13 @@ fn case_60_relative_and_dotdot_device_paths_are_refused() {
     // Mounts in app metadata and operator files.
     let plat = platform_dir(&w.root, |_| {}, json!([good_lib]));
     let meta = w.root.join("app-mount.json");
-    fs::write(
-        &meta,
-        app(
-            json!({"mounts": [{"source": "relative/dir", "destination": "/data", "type": "bind"}]}),
-        )
-        .to_string(),
-    )
-    .expect("write");
+    fs::write(&meta, app(json!({"mounts": [{"source": "relative/dir", "destination": "/data", "type": "bind"}]})).to_string()).expect("write");
     let out = generate_for(&w, &layout, &plat, &meta, &[]);
-    assert_failed(
-        out.status,
-        &stderr_of(&out),
-        1,
-        &[
-            "app-mount.json: mounts[0].source",
-            "\"relative/dir\"",
-            "absolute path without `..`",
-        ],
-    );
+    assert_failed(out.status, &stderr_of(&out), 1, &["app-mount.json: mounts[0].source", "\"relative/dir\"", "absolute path without `..`"]);
     let operator = w.root.join("operator.json");
-    fs::write(
-        &operator,
-        json!({"mounts": [{"source": "/srv/../..", "destination": "/srv", "options": ["rbind"]}]})
-            .to_string(),
-    )
-    .expect("write");
-    let out = generate_for(
-        &w,
-        &layout,
-        &plat,
-        &w.meta,
-        &["--operator", operator.to_str().expect("utf-8")],
-    );
-    assert_failed(
-        out.status,
-        &stderr_of(&out),
-        1,
-        &["operator.json: mounts[0].source", "/srv/../.."],
-    );
+    fs::write(&operator, json!({"mounts": [{"source": "/srv/../..", "destination": "/srv", "options": ["rbind"]}]}).to_string()).expect("write");
+    let out = generate_for(&w, &layout, &plat, &w.meta, &["--operator", operator.to_str().expect("utf-8")]);
+    assert_failed(out.status, &stderr_of(&out), 1, &["operator.json: mounts[0].source", "/srv/../.."]);
     assert_eq!(staged_in(&w.parent), Vec::<String>::new());
 }
 
@@ -752,25 +425,11 @@ fn case_60_device_paths_are_never_resolved_on_the_build_host() {
     );
     let out = generate_for(&w, &layout, &plat, &w.meta, &["--no-archive"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    let config: Value =
-        serde_json::from_slice(&fs::read(w.out.join("config.json")).expect("config"))
-            .expect("JSON");
+    let config: Value = serde_json::from_slice(&fs::read(w.out.join("config.json")).expect("config")).expect("JSON");
     let mounts = config["mounts"].as_array().expect("mounts");
-    let source_of = |dest: &str| {
-        mounts
-            .iter()
-            .find(|m| m["destination"] == dest)
-            .map(|m| m["source"].clone())
-    };
-    assert_eq!(
-        source_of("/usr/lib/libfoo.so.1"),
-        Some(json!(lib_s)),
-        "the library is mounted from its device path: {mounts:?}"
-    );
+    let source_of = |dest: &str| mounts.iter().find(|m| m["destination"] == dest).map(|m| m["source"].clone());
+    assert_eq!(source_of("/usr/lib/libfoo.so.1"), Some(json!(lib_s)), "the library is mounted from its device path: {mounts:?}");
     assert_eq!(source_of("/data"), Some(json!(data_s)));
     assert_eq!(source_of("/tmp"), Some(json!("tmpfs")));
-    assert!(
-        !w.out.join("rootfs/usr/lib/libfoo.so.1").exists(),
-        "the image copy made way for the device's"
-    );
+    assert!(!w.out.join("rootfs/usr/lib/libfoo.so.1").exists(), "the image copy made way for the device's");
 }

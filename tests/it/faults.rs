@@ -53,18 +53,8 @@ pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
 
 /// The base layer: a static x86-64 executable as the entrypoint.
 pub(crate) fn base_layer() -> Layer {
-    let app = Stub {
-        e_type: 2,
-        interp: None,
-        soname: None,
-        ..Stub::lib(Machine::X86_64, "")
-    }
-    .build();
-    Layer::gz([
-        Entry::dir("usr/"),
-        Entry::dir("usr/bin/"),
-        Entry::file("usr/bin/app", app).with_mode(0o755),
-    ])
+    let app = Stub { e_type: 2, interp: None, soname: None, ..Stub::lib(Machine::X86_64, "") }.build();
+    Layer::gz([Entry::dir("usr/"), Entry::dir("usr/bin/"), Entry::file("usr/bin/app", app).with_mode(0o755)])
 }
 
 /// An uncompressed layer of `files` (name, size) with random content, so
@@ -72,10 +62,7 @@ pub(crate) fn base_layer() -> Layer {
 pub(crate) fn data_layer(files: &[(&str, usize)], seed: u64) -> Layer {
     let mut entries = vec![Entry::dir("data/")];
     for (i, (name, size)) in files.iter().enumerate() {
-        entries.push(Entry::file(
-            &format!("data/{name}"),
-            noise(*size, seed + i as u64),
-        ));
+        entries.push(Entry::file(&format!("data/{name}"), noise(*size, seed + i as u64)));
     }
     Layer::plain(entries)
 }
@@ -126,10 +113,7 @@ impl World {
     }
 
     pub(crate) fn with(layers: Vec<Layer>, working_dir: Option<&str>, meta_extra: Value) -> World {
-        let dir = tempfile::Builder::new()
-            .prefix("bundlegen-faults-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("bundlegen-faults-").tempdir().expect("tempdir");
         let root = dir.path().to_owned();
         let layout = root.join("image");
         store(&layout, layers, working_dir);
@@ -138,14 +122,7 @@ impl World {
         let parent = root.join("deploy");
         fs::create_dir(&parent).expect("mkdir deploy");
         let out = parent.join("bundle");
-        World {
-            _dir: dir,
-            root,
-            layout,
-            meta,
-            parent,
-            out,
-        }
+        World { _dir: dir, root, layout, meta, parent, out }
     }
 
     pub(crate) fn archive(&self) -> PathBuf {
@@ -182,11 +159,7 @@ impl World {
     /// A successful run, whose output later runs must leave intact.
     pub(crate) fn previous(&self) -> Snapshot {
         let done = self.run(&["-y"]);
-        assert!(
-            done.status.success(),
-            "the first run must succeed:\n{}",
-            String::from_utf8_lossy(&done.stderr)
-        );
+        assert!(done.status.success(), "the first run must succeed:\n{}", String::from_utf8_lossy(&done.stderr));
         self.snapshot()
     }
 
@@ -202,33 +175,15 @@ impl World {
 
     /// Nothing under the final names, nothing staged.
     pub(crate) fn assert_nothing_written(&self) {
-        assert!(
-            fs::symlink_metadata(&self.out).is_err(),
-            "{} must not exist",
-            self.out.display()
-        );
-        assert!(
-            fs::symlink_metadata(self.archive()).is_err(),
-            "{} must not exist",
-            self.archive().display()
-        );
-        assert_eq!(
-            self.staged(),
-            Vec::<String>::new(),
-            "staged entries left in {}",
-            self.parent.display()
-        );
+        assert!(fs::symlink_metadata(&self.out).is_err(), "{} must not exist", self.out.display());
+        assert!(fs::symlink_metadata(self.archive()).is_err(), "{} must not exist", self.archive().display());
+        assert_eq!(self.staged(), Vec::<String>::new(), "staged entries left in {}", self.parent.display());
     }
 }
 
 pub(crate) fn staged_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.contains(".bundlegen-"))
-                .collect()
-        })
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".bundlegen-")).collect())
         .unwrap_or_default();
     v.sort();
     v
@@ -257,23 +212,14 @@ fn walk(path: &Path, map: &mut BTreeMap<PathBuf, String>) {
     let head = format!("{:o} {}:{}", meta.mode(), meta.uid(), meta.gid());
     let ft = meta.file_type();
     if ft.is_symlink() {
-        map.insert(
-            path.to_owned(),
-            format!(
-                "{head} -> {}",
-                fs::read_link(path).expect("readlink").display()
-            ),
-        );
+        map.insert(path.to_owned(), format!("{head} -> {}", fs::read_link(path).expect("readlink").display()));
     } else if ft.is_dir() {
         map.insert(path.to_owned(), format!("{head} dir"));
         for e in fs::read_dir(path).expect("read_dir").flatten() {
             walk(&e.path(), map);
         }
     } else if ft.is_file() {
-        map.insert(
-            path.to_owned(),
-            format!("{head} {}", sha256_hex(&fs::read(path).expect("read"))),
-        );
+        map.insert(path.to_owned(), format!("{head} {}", sha256_hex(&fs::read(path).expect("read"))));
     } else {
         map.insert(path.to_owned(), format!("{head} rdev {}", meta.rdev()));
     }
@@ -286,10 +232,7 @@ pub(crate) fn stderr_of(o: &Output) -> String {
 /// The exit code, and a message with every fragment in `needles`.
 pub(crate) fn assert_failed(status: ExitStatus, stderr: &str, code: i32, needles: &[&str]) {
     assert_eq!(status.code(), Some(code), "exit code; stderr:\n{stderr}");
-    assert!(
-        stderr.starts_with("error: ") || stderr.contains("\nerror: "),
-        "an error line:\n{stderr}"
-    );
+    assert!(stderr.starts_with("error: ") || stderr.contains("\nerror: "), "an error line:\n{stderr}");
     for n in needles {
         assert!(stderr.contains(n), "{n:?} missing from:\n{stderr}");
     }
@@ -311,11 +254,7 @@ impl Gated {
     /// Starts `cmd` with a full pipe as standard error.
     fn spawn(mut cmd: Command) -> Gated {
         let mut fds = [0; 2];
-        assert_eq!(
-            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) },
-            0,
-            "pipe2"
-        );
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe2");
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
         // One page, filled with non-blocking writes, then made blocking
         // again (the flag belongs to the open file, which the child shares).
@@ -331,10 +270,7 @@ impl Gated {
         cmd.stderr(Stdio::from(OwnedFd::from(wf)));
         let child = cmd.spawn().expect("spawn bundlegen");
         drop(cmd); // Our copy of the write end.
-        let gated = Gated {
-            child,
-            stderr: File::from(r),
-        };
+        let gated = Gated { child, stderr: File::from(r) };
         gated.wait_blocked();
         gated
     }
@@ -350,23 +286,15 @@ impl Gated {
         loop {
             let tasks = fs::read_dir(format!("/proc/{}/task", self.pid())).expect("child's tasks");
             for t in tasks.flatten() {
-                if fs::read_to_string(t.path().join("syscall")).is_ok_and(|s| s.starts_with(&want))
-                {
+                if fs::read_to_string(t.path().join("syscall")).is_ok_and(|s| s.starts_with(&want)) {
                     // Let the other threads reach their own waits.
                     std::thread::sleep(Duration::from_millis(200));
                     return;
                 }
             }
-            let state =
-                fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-            assert!(
-                !state.contains(") Z "),
-                "bundlegen ended before it printed anything"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "bundlegen did not stop at its first message"
-            );
+            let state = fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+            assert!(!state.contains(") Z "), "bundlegen ended before it printed anything");
+            assert!(Instant::now() < deadline, "bundlegen did not stop at its first message");
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -375,10 +303,7 @@ impl Gated {
     fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
         let status = self.child.wait().expect("wait");
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(libc::SIGKILL)
-        );
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
     }
 
     /// Lets the child go on; returns its exit status and what it printed.
@@ -387,27 +312,17 @@ impl Gated {
         self.stderr.read_to_end(&mut bytes).expect("read stderr");
         let status = self.child.wait().expect("wait");
         let start = bytes.iter().position(|&b| b != FILL).unwrap_or(bytes.len());
-        (
-            status,
-            String::from_utf8_lossy(&bytes[start..]).into_owned(),
-        )
+        (status, String::from_utf8_lossy(&bytes[start..]).into_owned())
     }
 }
 
 /// After a kill: the staging directory is still there (the run was caught
 /// half-way), then the next run removes it and succeeds.
 fn assert_next_run_sweeps(w: &World, args: &[&str]) {
-    assert!(
-        !w.staged().is_empty(),
-        "the killed run should leave its staging directory"
-    );
+    assert!(!w.staged().is_empty(), "the killed run should leave its staging directory");
     let next = w.run(args);
     assert!(next.status.success(), "the next run: {}", stderr_of(&next));
-    assert_eq!(
-        w.staged(),
-        Vec::<String>::new(),
-        "the next run removes what the killed one left"
-    );
+    assert_eq!(w.staged(), Vec::<String>::new(), "the next run removes what the killed one left");
     assert!(w.out.join("config.json").is_file() && w.archive().is_file());
 }
 
@@ -431,27 +346,14 @@ pub(crate) struct Mounted {
 
 impl Mounted {
     fn tmpfs(dir: &Path, size: &str) -> Mounted {
-        mount(
-            &[
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ],
-            dir,
-        );
-        Mounted {
-            dir: dir.to_owned(),
-        }
+        mount(&["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"], dir);
+        Mounted { dir: dir.to_owned() }
     }
 
     /// `dir` bind-mounted over itself, so it can be made read-only alone.
     fn bind(dir: &Path) -> Mounted {
         mount(&["--bind", dir.to_str().expect("utf-8")], dir);
-        Mounted {
-            dir: dir.to_owned(),
-        }
+        Mounted { dir: dir.to_owned() }
     }
 
     fn remount(&self, opts: &str) {
@@ -466,17 +368,8 @@ impl Drop for Mounted {
 }
 
 fn mount(args: &[&str], dir: &Path) {
-    let out = Command::new("mount")
-        .args(args)
-        .arg(dir)
-        .output()
-        .expect("run mount");
-    assert!(
-        out.status.success(),
-        "mount {args:?} {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("mount").args(args).arg(dir).output().expect("run mount");
+    assert!(out.status.success(), "mount {args:?} {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
 }
 
 // ---------------------------------------------------------------------------
@@ -490,30 +383,16 @@ fn mount(args: &[&str], dir: &Path) {
 fn killed_during_layer_unpack_leaves_no_bundle() {
     let w = World::new(vec![
         base_layer(),
-        Layer::plain([
-            Entry::dir("data/"),
-            Entry::file("data/a", noise(1 << 20, 1)),
-            odd_entry("data/odd"),
-            Entry::file("data/b", noise(1 << 20, 2)),
-        ]),
+        Layer::plain([Entry::dir("data/"), Entry::file("data/a", noise(1 << 20, 1)), odd_entry("data/odd"), Entry::file("data/b", noise(1 << 20, 2))]),
     ]);
     let gated = Gated::spawn(w.command(&[]));
     let staged = w.staged();
     assert_eq!(staged.len(), 1, "one staging directory: {staged:?}");
     let rootfs = w.parent.join(&staged[0]).join("rootfs");
-    assert!(
-        rootfs.join("usr/bin/app").is_file() && rootfs.join("data/a").is_file(),
-        "layer 1 and part of layer 2 applied"
-    );
-    assert!(
-        !rootfs.join("data/b").exists(),
-        "the rest of layer 2 not yet"
-    );
+    assert!(rootfs.join("usr/bin/app").is_file() && rootfs.join("data/a").is_file(), "layer 1 and part of layer 2 applied");
+    assert!(!rootfs.join("data/b").exists(), "the rest of layer 2 not yet");
     gated.kill();
-    assert!(
-        fs::symlink_metadata(&w.out).is_err() && fs::symlink_metadata(w.archive()).is_err(),
-        "no partial bundle"
-    );
+    assert!(fs::symlink_metadata(&w.out).is_err() && fs::symlink_metadata(w.archive()).is_err(), "no partial bundle");
     assert_next_run_sweeps(&w, &[]);
 }
 
@@ -522,26 +401,15 @@ fn killed_during_layer_unpack_leaves_no_bundle() {
 /// stay byte for byte.
 #[test]
 fn killed_after_flattening_keeps_the_previous_bundle() {
-    let w = World::with(
-        vec![base_layer(), data_layer(&[("a", 1 << 20)], 3)],
-        None,
-        json!({"colour": "blue"}),
-    );
+    let w = World::with(vec![base_layer(), data_layer(&[("a", 1 << 20)], 3)], None, json!({"colour": "blue"}));
     let before = w.previous();
     let gated = Gated::spawn(w.command(&["-y"]));
     let staged = w.staged();
     assert_eq!(staged.len(), 1, "{staged:?}");
-    assert!(
-        w.parent.join(&staged[0]).join("rootfs/data/a").is_file(),
-        "flattened"
-    );
+    assert!(w.parent.join(&staged[0]).join("rootfs/data/a").is_file(), "flattened");
     assert!(!w.parent.join(&staged[0]).join("config.json").exists());
     gated.kill();
-    assert_eq!(
-        w.snapshot(),
-        before,
-        "the previous bundle and archive are intact"
-    );
+    assert_eq!(w.snapshot(), before, "the previous bundle and archive are intact");
     assert_next_run_sweeps(&w, &["-y"]);
 }
 
@@ -551,13 +419,7 @@ fn killed_after_flattening_keeps_the_previous_bundle() {
 fn killed_during_the_elf_scan_keeps_the_previous_bundle() {
     let mut broken = b"\x7fELF\x02\x01\x01".to_vec();
     broken.resize(40, 0);
-    let w = World::new(vec![
-        base_layer(),
-        Layer::gz([
-            Entry::dir("opt/"),
-            Entry::file("opt/broken", broken).with_mode(0o755),
-        ]),
-    ]);
+    let w = World::new(vec![base_layer(), Layer::gz([Entry::dir("opt/"), Entry::file("opt/broken", broken).with_mode(0o755)])]);
     let before = w.previous();
     let gated = Gated::spawn(w.command(&["-y"]));
     let staged = w.staged();
@@ -573,11 +435,7 @@ fn killed_during_the_elf_scan_keeps_the_previous_bundle() {
 /// the archive and the rename.
 #[test]
 fn killed_right_before_commit_keeps_the_previous_bundle() {
-    let w = World::with(
-        vec![base_layer(), data_layer(&[("a", 64 << 10)], 4)],
-        Some("srv"),
-        json!({}),
-    );
+    let w = World::with(vec![base_layer(), data_layer(&[("a", 64 << 10)], 4)], Some("srv"), json!({}));
     let before = w.previous();
     let gated = Gated::spawn(w.command(&["-y"]));
     let staged = w.staged();
@@ -594,16 +452,9 @@ fn killed_right_before_commit_keeps_the_previous_bundle() {
 /// the next run; the previous ones were never touched.
 #[test]
 fn killed_while_writing_the_archive_keeps_the_previous_bundle() {
-    let w = World::new(vec![
-        base_layer(),
-        data_layer(&[("a", 16 << 20), ("b", 16 << 20)], 5),
-    ]);
+    let w = World::new(vec![base_layer(), data_layer(&[("a", 16 << 20), ("b", 16 << 20)], 5)]);
     let before = w.previous();
-    let mut child = w
-        .command(&["-y", "-j", "1"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = w.command(&["-y", "-j", "1"]).stderr(Stdio::null()).spawn().expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(120);
     let staged_archive = loop {
         let found = staged_in(&w.parent)
@@ -614,17 +465,11 @@ fn killed_while_writing_the_archive_keeps_the_previous_bundle() {
             unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
             break n;
         }
-        assert!(
-            child.try_wait().expect("try_wait").is_none(),
-            "bundlegen finished before its archive was seen"
-        );
+        assert!(child.try_wait().expect("try_wait").is_none(), "bundlegen finished before its archive was seen");
         assert!(Instant::now() < deadline, "no staged archive appeared");
         std::thread::sleep(Duration::from_millis(1));
     };
-    assert!(
-        w.parent.join(&staged_archive).is_file(),
-        "still writing {staged_archive}"
-    );
+    assert!(w.parent.join(&staged_archive).is_file(), "still writing {staged_archive}");
     assert_eq!(w.snapshot(), before, "nothing renamed yet");
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
@@ -645,19 +490,11 @@ fn a_live_runs_staging_directory_is_not_swept() {
     assert_eq!(theirs.len(), 1);
     let second = w.run(&[]);
     assert!(second.status.success(), "{}", stderr_of(&second));
-    assert_eq!(
-        w.staged(),
-        theirs,
-        "the stopped run's directory is still there"
-    );
+    assert_eq!(w.staged(), theirs, "the stopped run's directory is still there");
     let after_second = w.snapshot();
     let (status, stderr) = first.release();
     assert_failed(status, &stderr, 1, &["already exists and is not empty"]);
-    assert_eq!(
-        w.snapshot(),
-        after_second,
-        "the second run's bundle is kept"
-    );
+    assert_eq!(w.snapshot(), after_second, "the second run's bundle is kept");
     assert_eq!(w.staged(), Vec::<String>::new());
 }
 
@@ -679,31 +516,10 @@ fn disk_full_while_flattening() {
     assert!(first.status.success(), "{}", stderr_of(&first));
     let before = w.snapshot();
     let big = w.root.join("big");
-    store(
-        &big,
-        vec![
-            base_layer(),
-            data_layer(&[("a", 2 << 20), ("b", 2 << 20)], 7),
-        ],
-        None,
-    );
+    store(&big, vec![base_layer(), data_layer(&[("a", 2 << 20), ("b", 2 << 20)], 7)], None);
     let out = w.command_for(&big, &["-y"]).output().expect("run");
-    assert_failed(
-        out.status,
-        &stderr_of(&out),
-        3,
-        &[
-            "layer sha256:",
-            "entry `data/",
-            "No space left on device",
-            "help: the file system is full",
-        ],
-    );
-    assert!(
-        !stderr_of(&out).contains("layer :"),
-        "the layer is named:\n{}",
-        stderr_of(&out)
-    );
+    assert_failed(out.status, &stderr_of(&out), 3, &["layer sha256:", "entry `data/", "No space left on device", "help: the file system is full"]);
+    assert!(!stderr_of(&out).contains("layer :"), "the layer is named:\n{}", stderr_of(&out));
     assert_eq!(w.snapshot(), before);
     assert_eq!(w.staged(), Vec::<String>::new());
 }
@@ -720,36 +536,17 @@ fn disk_full_while_archiving() {
     let _tmpfs = Mounted::tmpfs(&w.parent, "5m");
     let before = w.previous();
     let big = w.root.join("big");
-    store(
-        &big,
-        vec![base_layer(), data_layer(&[("a", 3 << 20)], 9)],
-        None,
-    );
+    store(&big, vec![base_layer(), data_layer(&[("a", 3 << 20)], 9)], None);
     let out = w.command_for(&big, &["-y"]).output().expect("run");
     let stderr = stderr_of(&out);
-    assert_failed(
-        out.status,
-        &stderr,
-        3,
-        &[
-            "cannot write the archive",
-            "bundle.tar.gz",
-            "No space left on device",
-            "help: check free space",
-        ],
-    );
+    assert_failed(out.status, &stderr, 3, &["cannot write the archive", "bundle.tar.gz", "No space left on device", "help: check free space"]);
     assert_eq!(w.snapshot(), before);
     assert_eq!(w.staged(), Vec::<String>::new());
     // Without a previous bundle: nothing at all.
     fs::remove_dir_all(&w.out).expect("rm bundle");
     fs::remove_file(w.archive()).expect("rm archive");
     let out = w.command_for(&big, &[]).output().expect("run");
-    assert_failed(
-        out.status,
-        &stderr_of(&out),
-        3,
-        &["cannot write the archive"],
-    );
+    assert_failed(out.status, &stderr_of(&out), 3, &["cannot write the archive"]);
     w.assert_nothing_written();
 }
 
@@ -766,16 +563,7 @@ fn read_only_output_directory() {
     ro.remount("ro");
     let out = w.run(&["-y"]);
     let parent = w.parent.display().to_string();
-    assert_failed(
-        out.status,
-        &stderr_of(&out),
-        3,
-        &[
-            &parent,
-            "Read-only file system",
-            "help: the file system is read-only",
-        ],
-    );
+    assert_failed(out.status, &stderr_of(&out), 3, &[&parent, "Read-only file system", "help: the file system is read-only"]);
     assert_eq!(w.snapshot(), before);
     assert_eq!(w.staged(), Vec::<String>::new());
 }
@@ -788,22 +576,13 @@ fn output_directory_turns_read_only_mid_run() {
     if !can_mount() {
         return;
     }
-    let w = World::with(
-        vec![base_layer(), data_layer(&[("a", 64 << 10)], 10)],
-        None,
-        json!({"colour": "blue"}),
-    );
+    let w = World::with(vec![base_layer(), data_layer(&[("a", 64 << 10)], 10)], None, json!({"colour": "blue"}));
     let before = w.previous();
     let ro = Mounted::bind(&w.parent);
     let gated = Gated::spawn(w.command(&["-y"]));
     ro.remount("ro");
     let (status, stderr) = gated.release();
-    assert_failed(
-        status,
-        &stderr,
-        3,
-        &[&w.parent.display().to_string(), "Read-only file system"],
-    );
+    assert_failed(status, &stderr, 3, &[&w.parent.display().to_string(), "Read-only file system"]);
     assert_eq!(w.snapshot(), before);
     ro.remount("rw");
     assert_next_run_sweeps(&w, &["-y"]);
@@ -813,24 +592,12 @@ fn output_directory_turns_read_only_mid_run() {
 /// naming a path in it; nothing is recreated under the final name.
 #[test]
 fn output_directory_vanishes_mid_run() {
-    let w = World::with(
-        vec![base_layer(), data_layer(&[("a", 64 << 10)], 11)],
-        None,
-        json!({"colour": "blue"}),
-    );
+    let w = World::with(vec![base_layer(), data_layer(&[("a", 64 << 10)], 11)], None, json!({"colour": "blue"}));
     let gated = Gated::spawn(w.command(&[]));
     fs::remove_dir_all(&w.parent).expect("remove the output directory");
     let (status, stderr) = gated.release();
-    let gone = format!(
-        "the output directory {} was removed while bundlegen was writing into it",
-        w.parent.display()
-    );
-    assert_failed(
-        status,
-        &stderr,
-        3,
-        &[&gone, "caused by: ", "No such file or directory"],
-    );
+    let gone = format!("the output directory {} was removed while bundlegen was writing into it", w.parent.display());
+    assert_failed(status, &stderr, 3, &[&gone, "caused by: ", "No such file or directory"]);
     assert!(!w.parent.exists(), "nothing recreated it");
 }
 
@@ -839,23 +606,14 @@ fn output_directory_vanishes_mid_run() {
 // ---------------------------------------------------------------------------
 
 fn layer_blob(layout: &Path) -> PathBuf {
-    let index: Value =
-        serde_json::from_slice(&fs::read(layout.join("index.json")).expect("index")).expect("JSON");
-    let manifest = blob(
-        layout,
-        index["manifests"][0]["digest"].as_str().expect("digest"),
-    );
+    let index: Value = serde_json::from_slice(&fs::read(layout.join("index.json")).expect("index")).expect("JSON");
+    let manifest = blob(layout, index["manifests"][0]["digest"].as_str().expect("digest"));
     let m: Value = serde_json::from_slice(&fs::read(&manifest).expect("manifest")).expect("JSON");
-    blob(
-        layout,
-        m["layers"][1]["digest"].as_str().expect("layer digest"),
-    )
+    blob(layout, m["layers"][1]["digest"].as_str().expect("layer digest"))
 }
 
 fn blob(layout: &Path, digest: &str) -> PathBuf {
-    layout
-        .join("blobs/sha256")
-        .join(digest.trim_start_matches("sha256:"))
+    layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -875,32 +633,13 @@ fn copy_tree(from: &Path, to: &Path) {
 /// and nothing is left staged.
 #[test]
 fn truncated_and_corrupted_blobs() {
-    let w = World::new(vec![
-        base_layer(),
-        Layer::gz([
-            Entry::dir("data/"),
-            Entry::file("data/a", noise(200 << 10, 12)),
-        ]),
-    ]);
+    let w = World::new(vec![base_layer(), Layer::gz([Entry::dir("data/"), Entry::file("data/a", noise(200 << 10, 12))])]);
     let before = w.previous();
-    let index: Value =
-        serde_json::from_slice(&fs::read(w.layout.join("index.json")).expect("index"))
-            .expect("JSON");
-    let manifest_digest = index["manifests"][0]["digest"]
-        .as_str()
-        .expect("digest")
-        .to_owned();
-    let manifest: Value =
-        serde_json::from_slice(&fs::read(blob(&w.layout, &manifest_digest)).expect("manifest"))
-            .expect("JSON");
-    let config_digest = manifest["config"]["digest"]
-        .as_str()
-        .expect("config")
-        .to_owned();
-    let layer_digest = manifest["layers"][1]["digest"]
-        .as_str()
-        .expect("layer")
-        .to_owned();
+    let index: Value = serde_json::from_slice(&fs::read(w.layout.join("index.json")).expect("index")).expect("JSON");
+    let manifest_digest = index["manifests"][0]["digest"].as_str().expect("digest").to_owned();
+    let manifest: Value = serde_json::from_slice(&fs::read(blob(&w.layout, &manifest_digest)).expect("manifest")).expect("JSON");
+    let config_digest = manifest["config"]["digest"].as_str().expect("config").to_owned();
+    let layer_digest = manifest["layers"][1]["digest"].as_str().expect("layer").to_owned();
     let short = |d: &str| d[..19].to_owned(); // sha256: + 12 hex digits
 
     type Corrupt = Box<dyn Fn(&Path)>;
@@ -908,12 +647,7 @@ fn truncated_and_corrupted_blobs() {
         Box::new(move |layout: &Path| {
             let p = layout.join(&path);
             let len = fs::metadata(&p).expect("meta").len();
-            File::options()
-                .write(true)
-                .open(&p)
-                .expect("open")
-                .set_len((len as f64 * keep) as u64)
-                .expect("truncate");
+            File::options().write(true).open(&p).expect("open").set_len((len as f64 * keep) as u64).expect("truncate");
         })
     };
     let flip = |path: PathBuf| -> Corrupt {
@@ -927,46 +661,14 @@ fn truncated_and_corrupted_blobs() {
     };
     let rel = |d: &str| PathBuf::from("blobs/sha256").join(d.trim_start_matches("sha256:"));
     let cases: Vec<(&str, Corrupt, Vec<String>)> = vec![
-        (
-            "layer cut short",
-            cut(rel(&layer_digest), 0.5),
-            vec![short(&layer_digest), "descriptor declares".into()],
-        ),
-        (
-            "layer with a flipped byte",
-            flip(rel(&layer_digest)),
-            vec![short(&layer_digest)],
-        ),
-        (
-            "layer emptied",
-            cut(rel(&layer_digest), 0.0),
-            vec![short(&layer_digest)],
-        ),
-        (
-            "manifest with a flipped byte",
-            flip(rel(&manifest_digest)),
-            vec![short(&manifest_digest), "manifest".into()],
-        ),
-        (
-            "config cut short",
-            cut(rel(&config_digest), 0.5),
-            vec![short(&config_digest), "config".into()],
-        ),
-        (
-            "config with a flipped byte",
-            flip(rel(&config_digest)),
-            vec![short(&config_digest), "config".into()],
-        ),
-        (
-            "index.json cut short",
-            cut(PathBuf::from("index.json"), 0.5),
-            vec!["index.json".into()],
-        ),
-        (
-            "oci-layout emptied",
-            cut(PathBuf::from("oci-layout"), 0.0),
-            vec!["oci-layout".into()],
-        ),
+        ("layer cut short", cut(rel(&layer_digest), 0.5), vec![short(&layer_digest), "descriptor declares".into()]),
+        ("layer with a flipped byte", flip(rel(&layer_digest)), vec![short(&layer_digest)]),
+        ("layer emptied", cut(rel(&layer_digest), 0.0), vec![short(&layer_digest)]),
+        ("manifest with a flipped byte", flip(rel(&manifest_digest)), vec![short(&manifest_digest), "manifest".into()]),
+        ("config cut short", cut(rel(&config_digest), 0.5), vec![short(&config_digest), "config".into()]),
+        ("config with a flipped byte", flip(rel(&config_digest)), vec![short(&config_digest), "config".into()]),
+        ("index.json cut short", cut(PathBuf::from("index.json"), 0.5), vec!["index.json".into()]),
+        ("oci-layout emptied", cut(PathBuf::from("oci-layout"), 0.0), vec!["oci-layout".into()]),
     ];
     for (i, (what, corrupt, needles)) in cases.iter().enumerate() {
         let copy = w.root.join(format!("corrupt{i}"));
@@ -975,44 +677,19 @@ fn truncated_and_corrupted_blobs() {
         let out = w.command_for(&copy, &["-y"]).output().expect("run");
         let stderr = stderr_of(&out);
         let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{what}: exit code; stderr:\n{stderr}"
-        );
+        assert_eq!(out.status.code(), Some(1), "{what}: exit code; stderr:\n{stderr}");
         assert_failed(out.status, &stderr, 1, &needles);
-        assert_eq!(
-            w.snapshot(),
-            before,
-            "{what}: the previous bundle is intact"
-        );
-        assert_eq!(
-            w.staged(),
-            Vec::<String>::new(),
-            "{what}: nothing staged is left"
-        );
+        assert_eq!(w.snapshot(), before, "{what}: the previous bundle is intact");
+        assert_eq!(w.staged(), Vec::<String>::new(), "{what}: nothing staged is left");
     }
 
     // A gzip layer that is itself truncated, with a descriptor that agrees.
-    let gz =
-        Compression::Gzip.apply(Tar::of([Entry::file("data/a", noise(200 << 10, 13))]).bytes());
+    let gz = Compression::Gzip.apply(Tar::of([Entry::file("data/a", noise(200 << 10, 13))]).bytes());
     let cut_gz = gz[..gz.len() / 2].to_vec();
     let truncated = w.root.join("truncated-gzip");
-    store(
-        &truncated,
-        vec![
-            base_layer(),
-            Layer::gz([Entry::file("data/a", "x")]).with_blob(cut_gz),
-        ],
-        None,
-    );
+    store(&truncated, vec![base_layer(), Layer::gz([Entry::file("data/a", "x")]).with_blob(cut_gz)], None);
     let out = w.command_for(&truncated, &["-y"]).output().expect("run");
-    assert_failed(
-        out.status,
-        &stderr_of(&out),
-        1,
-        &["cannot be decompressed as Gzip", "corrupt or truncated"],
-    );
+    assert_failed(out.status, &stderr_of(&out), 1, &["cannot be decompressed as Gzip", "corrupt or truncated"]);
     assert_eq!(w.snapshot(), before);
     assert_eq!(w.staged(), Vec::<String>::new());
 }
@@ -1025,35 +702,16 @@ fn blob_changing_while_read() {
     // The odd entry comes first: bundlegen stops there with the blob open
     // and about a third of it read (the reader runs ahead of the writer by
     // a bounded amount).
-    let layers = || {
-        vec![
-            base_layer(),
-            Layer::plain([odd_entry("odd"), Entry::file("big", noise(32 << 20, 14))]),
-        ]
-    };
+    let layers = || vec![base_layer(), Layer::plain([odd_entry("odd"), Entry::file("big", noise(32 << 20, 14))])];
     type Change = fn(&File, u64);
     let changes: [(&str, Change, &str); 2] = [
-        (
-            "rewritten",
-            |f, len| {
-                f.write_all_at(&[0xa5; 4096], len - (2 << 20))
-                    .expect("pwrite")
-            },
-            "content has digest",
-        ),
-        (
-            "cut short",
-            |f, len| f.set_len(len - (2 << 20)).expect("truncate"),
-            "descriptor declares",
-        ),
+        ("rewritten", |f, len| f.write_all_at(&[0xa5; 4096], len - (2 << 20)).expect("pwrite"), "content has digest"),
+        ("cut short", |f, len| f.set_len(len - (2 << 20)).expect("truncate"), "descriptor declares"),
     ];
     for (what, change, needle) in changes {
         let w = World::new(layers());
         let layer = layer_blob(&w.layout);
-        let digest = format!(
-            "sha256:{}",
-            &layer.file_name().expect("name").to_string_lossy()[..12]
-        );
+        let digest = format!("sha256:{}", &layer.file_name().expect("name").to_string_lossy()[..12]);
         let gated = Gated::spawn(w.command(&[]));
         let opened = fs::read_dir(format!("/proc/{}/fd", gated.pid()))
             .expect("fds")
@@ -1074,11 +732,7 @@ fn blob_changing_while_read() {
     fs::remove_file(&layer).expect("rm blob");
     let c = std::ffi::CString::new(layer.to_str().expect("utf-8")).expect("cstr");
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
-    let mut child = w
-        .command(&[])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = w.command(&[]).stderr(Stdio::piped()).spawn().expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = child.try_wait().expect("try_wait") {
@@ -1091,12 +745,7 @@ fn blob_changing_while_read() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read");
+    child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read");
     assert_failed(status, &stderr, 1, &["not a regular file"]);
     w.assert_nothing_written();
 }
@@ -1109,18 +758,8 @@ fn outputs_have_their_final_modes() {
     let w = World::new(vec![base_layer()]);
     let done = w.run(&[]);
     assert!(done.status.success(), "{}", stderr_of(&done));
-    assert_eq!(
-        fs::metadata(&w.out).expect("bundle").permissions().mode() & 0o777,
-        0o755
-    );
-    assert_eq!(
-        fs::metadata(w.archive())
-            .expect("archive")
-            .permissions()
-            .mode()
-            & 0o777,
-        0o644
-    );
+    assert_eq!(fs::metadata(&w.out).expect("bundle").permissions().mode() & 0o777, 0o755);
+    assert_eq!(fs::metadata(w.archive()).expect("archive").permissions().mode() & 0o777, 0o644);
     assert_eq!(w.staged(), Vec::<String>::new());
 }
 
@@ -1131,21 +770,11 @@ fn outputs_have_their_final_modes() {
 fn unpack_killed_or_out_of_space() {
     let w = World::new(vec![
         base_layer(),
-        Layer::plain([
-            Entry::dir("data/"),
-            Entry::file("data/a", noise(1 << 20, 16)),
-            odd_entry("data/odd"),
-            Entry::file("data/b", noise(4 << 20, 17)),
-        ]),
+        Layer::plain([Entry::dir("data/"), Entry::file("data/a", noise(1 << 20, 16)), odd_entry("data/odd"), Entry::file("data/b", noise(4 << 20, 17))]),
     ]);
     let unpack = |args: &[&str]| {
         let mut cmd = Command::new(bin());
-        cmd.args(["-q", "unpack"])
-            .args(args)
-            .arg(format!("oci:{}", w.layout.display()))
-            .arg(&w.out)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
+        cmd.args(["-q", "unpack"]).args(args).arg(format!("oci:{}", w.layout.display())).arg(&w.out).stdin(Stdio::null()).stdout(Stdio::null());
         cmd
     };
     let gated = Gated::spawn(unpack(&[]));
@@ -1162,17 +791,9 @@ fn unpack_killed_or_out_of_space() {
     }
     let tmpfs = Mounted::tmpfs(&w.parent, "4m");
     let out = unpack(&["--force"]).output().expect("run");
-    assert_failed(
-        out.status,
-        &stderr_of(&out),
-        3,
-        &["entry `data/", "No space left on device"],
-    );
+    assert_failed(out.status, &stderr_of(&out), 3, &["entry `data/", "No space left on device"]);
     assert_eq!(w.staged(), Vec::<String>::new());
-    assert!(
-        fs::symlink_metadata(&w.out).is_err(),
-        "the tmpfs hides the earlier rootfs; nothing new appears"
-    );
+    assert!(fs::symlink_metadata(&w.out).is_err(), "the tmpfs hides the earlier rootfs; nothing new appears");
     drop(tmpfs);
     assert_eq!(Snapshot::of(&[&w.out]), before);
 }

@@ -23,10 +23,7 @@ fn bin() -> &'static str {
 
 /// An app whose executable needs libraries a Debian 12 machine rarely has
 /// (GSL's libgsl, libgslcblas) and the glibc family it has.
-const GSL: PackageSet = PackageSet {
-    name: "app-gsl",
-    packages: &["gsl-bin", "libgsl27", "libgslcblas0"],
-};
+const GSL: PackageSet = PackageSet { name: "app-gsl", packages: &["gsl-bin", "libgsl27", "libgslcblas0"] };
 /// `gsl-randist SEED N flat A B`: N uniform deviates, the same for a seed.
 const GSL_CMD: &[&str] = &["0", "2", "flat", "0", "1"];
 
@@ -40,9 +37,7 @@ fn tools_present(tools: &[(&str, &str)]) -> bool {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\n{}{}",
@@ -65,13 +60,7 @@ fn image_from_trees(layout: &Path, trees: &[&Path], entrypoint: &[&str], cmd: &[
     umoci(&["new", "--image", &image]);
     for tree in trees {
         let bundle = layout.with_extension("bundle");
-        umoci(&[
-            "unpack",
-            "--rootless",
-            "--image",
-            &image,
-            bundle.to_str().expect("utf-8"),
-        ]);
+        umoci(&["unpack", "--rootless", "--image", &image, bundle.to_str().expect("utf-8")]);
         debian::copy_tree(tree, &bundle.join("rootfs"));
         umoci(&["repack", "--image", &image, bundle.to_str().expect("utf-8")]);
         fs::remove_dir_all(&bundle).expect("remove umoci bundle");
@@ -91,16 +80,8 @@ fn image_from_trees(layout: &Path, trees: &[&Path], entrypoint: &[&str], cmd: &[
 fn host_platform() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("bundlegen-hostplat-")
-            .tempdir()
-            .expect("tempdir")
-            .keep();
-        run(Command::new(bin())
-            .args([
-                "-q", "platform", "init", "--rootfs", "/", "--name", "testhost", "-o",
-            ])
-            .arg(&dir));
+        let dir = tempfile::Builder::new().prefix("bundlegen-hostplat-").tempdir().expect("tempdir").keep();
+        run(Command::new(bin()).args(["-q", "platform", "init", "--rootfs", "/", "--name", "testhost", "-o"]).arg(&dir));
         dir
     })
 }
@@ -118,10 +99,7 @@ fn app_metadata(dir: &Path, id: &str) -> PathBuf {
 
 fn generate(args: &[&str], image: &Path, out: &Path, extra_env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(bin());
-    cmd.arg("generate")
-        .args(args)
-        .arg(format!("oci:{}", image.display()))
-        .arg(out);
+    cmd.arg("generate").args(args).arg(format!("oci:{}", image.display())).arg(out);
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -129,23 +107,13 @@ fn generate(args: &[&str], image: &Path, out: &Path, extra_env: &[(&str, &str)])
 }
 
 fn runc(bundle: &Path, id: &str) -> Output {
-    let out = Command::new("runc")
-        .args(["run", "--bundle"])
-        .arg(bundle)
-        .arg(id)
-        .output()
-        .expect("run runc");
-    let _ = Command::new("runc")
-        .args(["delete", "--force", id])
-        .output();
+    let out = Command::new("runc").args(["run", "--bundle"]).arg(bundle).arg(id).output().expect("run runc");
+    let _ = Command::new("runc").args(["delete", "--force", id]).output();
     out
 }
 
 fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(
-        &fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())),
-    )
-    .expect("JSON")
+    serde_json::from_slice(&fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))).expect("JSON")
 }
 
 fn files_named(root: &Path, name: &str) -> Vec<PathBuf> {
@@ -167,13 +135,8 @@ fn files_named(root: &Path, name: &str) -> Vec<PathBuf> {
 
 /// Whether this machine's loader finds `soname` (the device side).
 fn host_has(soname: &str) -> bool {
-    let out = Command::new("ldconfig")
-        .arg("-p")
-        .output()
-        .expect("ldconfig -p");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.trim_start().starts_with(&format!("{soname} ")))
+    let out = Command::new("ldconfig").arg("-p").output().expect("ldconfig -p");
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim_start().starts_with(&format!("{soname} ")))
 }
 
 /// Issue 4, acceptance 1: a multi-layer image with real Debian content and
@@ -195,103 +158,50 @@ fn runc_runs_gsl_with_glibc_from_the_device() {
     let report = t.path().join("report.json");
     let plat = host_platform();
     let result = generate(
-        &[
-            "-u",
-            "-p",
-            "testhost",
-            "-s",
-            plat.to_str().expect("utf-8"),
-            "-a",
-            meta.to_str().expect("utf-8"),
-            "--report",
-            report.to_str().expect("utf-8"),
-        ],
+        &["-u", "-p", "testhost", "-s", plat.to_str().expect("utf-8"), "-a", meta.to_str().expect("utf-8"), "--report", report.to_str().expect("utf-8")],
         &layout,
         &out,
         &[],
     );
-    assert!(
-        result.status.success(),
-        "generate failed:\n{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert!(result.status.success(), "generate failed:\n{}", String::from_utf8_lossy(&result.stderr));
 
     let config = read_json(&out.join("config.json"));
     assert_eq!(config["ociVersion"], "1.0.2");
-    assert_eq!(
-        config["process"]["args"],
-        json!(["/usr/bin/gsl-randist", "0", "2", "flat", "0", "1"])
-    );
+    assert_eq!(config["process"]["args"], json!(["/usr/bin/gsl-randist", "0", "2", "flat", "0", "1"]));
     let mounts = config["mounts"].as_array().expect("mounts");
     let libc_mount = mounts
         .iter()
-        .find(|m| {
-            m["destination"]
-                .as_str()
-                .is_some_and(|d| d.ends_with("/libc.so.6"))
-        })
+        .find(|m| m["destination"].as_str().is_some_and(|d| d.ends_with("/libc.so.6")))
         .expect("libc.so.6 is bind-mounted from the device");
     let source = libc_mount["source"].as_str().expect("source");
     assert!(Path::new(source).exists(), "{source} exists on the device");
-    assert!(
-        libc_mount["options"]
-            .as_array()
-            .expect("options")
-            .contains(&json!("ro"))
-    );
+    assert!(libc_mount["options"].as_array().expect("options").contains(&json!("ro")));
     let rootfs = out.join("rootfs");
     for glibc in ["libc.so.6", "libm.so.6"] {
         let left = files_named(&rootfs, glibc);
         assert!(left.is_empty(), "{glibc} left in the bundle: {left:?}");
     }
     let report = read_json(&report);
-    let decisions = report["libraries"]["decisions"]
-        .as_array()
-        .expect("decisions");
+    let decisions = report["libraries"]["decisions"].as_array().expect("decisions");
     for soname in ["libgsl.so.27", "libgslcblas.so.0"] {
-        let d = decisions
-            .iter()
-            .find(|d| d["soname"] == soname)
-            .unwrap_or_else(|| panic!("no decision for {soname}"));
+        let d = decisions.iter().find(|d| d["soname"] == soname).unwrap_or_else(|| panic!("no decision for {soname}"));
         if host_has(soname) {
             assert_eq!(d["action"], "from-device", "{soname}: {d}");
         } else {
             assert_eq!(d["action"], "keep-image", "{soname}: {d}");
-            assert!(
-                !files_named(&rootfs, soname).is_empty(),
-                "{soname} must stay in the bundle"
-            );
+            assert!(!files_named(&rootfs, soname).is_empty(), "{soname} must stay in the bundle");
         }
     }
     crate::config::validate("oci", &[out.join("config.json")]);
-    let checked = Command::new(bin())
-        .args(["validate", "-p", "testhost", "-s"])
-        .arg(plat)
-        .arg(&out)
-        .output()
-        .expect("run validate");
-    assert!(
-        checked.status.success(),
-        "validate: {}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    let checked = Command::new(bin()).args(["validate", "-p", "testhost", "-s"]).arg(plat).arg(&out).output().expect("run validate");
+    assert!(checked.status.success(), "validate: {}", String::from_utf8_lossy(&checked.stderr));
 
     // Last: runc creates the bind-mount destinations in the rootfs.
     let ran = runc(&out, "bundlegen-test-gsl");
-    assert!(
-        ran.status.success(),
-        "runc failed:\n{}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
-    let numbers: Vec<f64> = String::from_utf8_lossy(&ran.stdout)
-        .lines()
-        .map(|l| l.trim().parse().expect("a number per line"))
-        .collect();
+    assert!(ran.status.success(), "runc failed:\n{}", String::from_utf8_lossy(&ran.stderr));
+    let numbers: Vec<f64> = String::from_utf8_lossy(&ran.stdout).lines().map(|l| l.trim().parse().expect("a number per line")).collect();
     assert_eq!(numbers.len(), 2, "two deviates");
-    assert!(
-        numbers.iter().all(|n| (0.0..1.0).contains(n)),
-        "uniform in [0, 1): {numbers:?}"
-    );
+    assert!(numbers.iter().all(|n| (0.0..1.0).contains(n)), "uniform in [0, 1): {numbers:?}");
 }
 
 /// Issue 4, acceptance 3: a merged-usr layer over a traditional base, with
@@ -307,53 +217,19 @@ fn merged_usr_image_with_sbin_init_runs() {
     let layout = t.path().join("image");
     image_from_trees(&layout, &[&fixture.lower], &["/sbin/init"], &[]);
     let lt = crate::layout_edit::Layout::open(&layout);
-    lt.append_layer(
-        "latest",
-        "latest",
-        &fs::read(&fixture.upper).expect("upper layer"),
-        crate::layout_edit::Compression::Gzip,
-    );
+    lt.append_layer("latest", "latest", &fs::read(&fixture.upper).expect("upper layer"), crate::layout_edit::Compression::Gzip);
     let mut init = crate::layout_edit::LayerBuilder::new();
     init.file("usr/sbin/init", 0o755, b"#!/bin/sh\necho init-ok\n");
-    lt.append_layer(
-        "latest",
-        "latest",
-        &init.finish(),
-        crate::layout_edit::Compression::Gzip,
-    );
+    lt.append_layer("latest", "latest", &init.finish(), crate::layout_edit::Compression::Gzip);
 
     let meta = app_metadata(t.path(), "com.example.init");
     let out = t.path().join("bundle");
     let plat = host_platform();
-    let result = generate(
-        &[
-            "-u",
-            "-p",
-            "testhost",
-            "-s",
-            plat.to_str().expect("utf-8"),
-            "-a",
-            meta.to_str().expect("utf-8"),
-        ],
-        &layout,
-        &out,
-        &[],
-    );
-    assert!(
-        result.status.success(),
-        "generate failed:\n{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    assert_eq!(
-        fs::read_link(out.join("rootfs/sbin")).expect("sbin is a link"),
-        Path::new("usr/sbin")
-    );
+    let result = generate(&["-u", "-p", "testhost", "-s", plat.to_str().expect("utf-8"), "-a", meta.to_str().expect("utf-8")], &layout, &out, &[]);
+    assert!(result.status.success(), "generate failed:\n{}", String::from_utf8_lossy(&result.stderr));
+    assert_eq!(fs::read_link(out.join("rootfs/sbin")).expect("sbin is a link"), Path::new("usr/sbin"));
     let ran = runc(&out, "bundlegen-test-init");
-    assert!(
-        ran.status.success(),
-        "runc failed:\n{}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
+    assert!(ran.status.success(), "runc failed:\n{}", String::from_utf8_lossy(&ran.stderr));
     assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), "init-ok");
 }
 
@@ -369,34 +245,15 @@ fn entrypoint_under_another_path_exits_2_naming_both() {
     let extra = t.path().join("extra");
     fs::create_dir_all(extra.join("usr/sbin")).expect("mkdir");
     fs::write(extra.join("usr/sbin/init"), "#!/bin/sh\necho init\n").expect("write init");
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut fs::metadata(extra.join("usr/sbin/init"))
-            .expect("meta")
-            .permissions(),
-        0o755,
-    );
+    std::os::unix::fs::PermissionsExt::set_mode(&mut fs::metadata(extra.join("usr/sbin/init")).expect("meta").permissions(), 0o755);
     let layout = t.path().join("image");
     image_from_trees(&layout, &[&base, &extra], &["/sbin/init"], &[]);
     let meta = app_metadata(t.path(), "com.example.init");
     let out = t.path().join("bundle");
-    let result = generate(
-        &[
-            "-u",
-            "-p",
-            "qemux86-64",
-            "-a",
-            meta.to_str().expect("utf-8"),
-        ],
-        &layout,
-        &out,
-        &[],
-    );
+    let result = generate(&["-u", "-p", "qemux86-64", "-a", meta.to_str().expect("utf-8")], &layout, &out, &[]);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(2), "stderr:\n{stderr}");
-    assert!(
-        stderr.contains("/sbin/init") && stderr.contains("/usr/sbin/init"),
-        "both paths named:\n{stderr}"
-    );
+    assert!(stderr.contains("/sbin/init") && stderr.contains("/usr/sbin/init"), "both paths named:\n{stderr}");
     assert!(!out.exists(), "no bundle is left under the final name");
 }
 
@@ -417,48 +274,25 @@ fn generate_is_deterministic_across_runs_and_threads() {
     for (i, threads) in ["1", "2", "2", "1"].iter().enumerate() {
         let out = t.path().join(format!("bundle{i}"));
         let result = generate(
-            &[
-                "-p",
-                "qemux86-64",
-                "-a",
-                meta.to_str().expect("utf-8"),
-                "-j",
-                threads,
-            ],
+            &["-p", "qemux86-64", "-a", meta.to_str().expect("utf-8"), "-j", threads],
             &layout,
             &out,
             &[("SOURCE_DATE_EPOCH", "1700000000")],
         );
-        assert!(
-            result.status.success(),
-            "generate failed:\n{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
+        assert!(result.status.success(), "generate failed:\n{}", String::from_utf8_lossy(&result.stderr));
         let config = fs::read(out.join("config.json")).expect("config.json");
         let archive = fs::read(t.path().join(format!("bundle{i}.tar.gz"))).expect("archive");
         outputs.push((config, archive));
     }
     for (i, o) in outputs.iter().enumerate().skip(1) {
-        assert!(
-            o.0 == outputs[0].0,
-            "config.json of run {i} differs from run 0"
-        );
+        assert!(o.0 == outputs[0].0, "config.json of run {i} differs from run 0");
         assert!(o.1 == outputs[0].1, "archive of run {i} differs from run 0");
     }
     // The archive is a valid gzip'd tar whose newest entry is SOURCE_DATE_EPOCH.
-    let listing = run(Command::new("tar")
-        .args(["--full-time", "-tvzf"])
-        .arg(t.path().join("bundle0.tar.gz")));
+    let listing = run(Command::new("tar").args(["--full-time", "-tvzf"]).arg(t.path().join("bundle0.tar.gz")));
     let text = String::from_utf8_lossy(&listing.stdout);
-    assert!(
-        text.contains("config.json") && text.contains("rootfs/usr/bin/gsl-randist"),
-        "{text}"
-    );
-    assert!(
-        text.lines()
-            .all(|l| !l.contains(" 2024-") && !l.contains(" 2025-") && !l.contains(" 2026-")),
-        "mtimes clamped:\n{text}"
-    );
+    assert!(text.contains("config.json") && text.contains("rootfs/usr/bin/gsl-randist"), "{text}");
+    assert!(text.lines().all(|l| !l.contains(" 2024-") && !l.contains(" 2025-") && !l.contains(" 2026-")), "mtimes clamped:\n{text}");
 }
 
 fn machine_of(arch: &str) -> (Machine, &'static str) {
@@ -488,33 +322,14 @@ fn dobby_bundles_for_every_sample_on_every_template() {
         let variant = text["arch"]["variant"].as_str();
         let (machine, oci_arch) = machine_of(arch);
         // A static executable for the platform's machine as the entrypoint.
-        let stub = Stub {
-            e_type: 2,
-            interp: None,
-            soname: None,
-            ..Stub::lib(machine, "")
-        }
-        .build();
-        let layout_dir = t
-            .path()
-            .join(format!("img-{oci_arch}-{}", variant.unwrap_or("")));
+        let stub = Stub { e_type: 2, interp: None, soname: None, ..Stub::lib(machine, "") }.build();
+        let layout_dir = t.path().join(format!("img-{oci_arch}-{}", variant.unwrap_or("")));
         if !layout_dir.exists() {
-            let image = Image::new([Layer::gz([
-                Entry::dir("usr/"),
-                Entry::dir("usr/bin/"),
-                Entry::file("usr/bin/app", stub).with_mode(0o755),
-            ])])
-            .platform(
-                oci_arch,
-                "linux",
-                variant.map(|v| if oci_arch == "arm64" { "v8" } else { v }),
-            )
-            .tag("latest");
+            let image = Image::new([Layer::gz([Entry::dir("usr/"), Entry::dir("usr/bin/"), Entry::file("usr/bin/app", stub).with_mode(0o755)])])
+                .platform(oci_arch, "linux", variant.map(|v| if oci_arch == "arm64" { "v8" } else { v }))
+                .tag("latest");
             let mut image = image;
-            image.run = RunConfig {
-                entrypoint: Some(vec!["/usr/bin/app".into()]),
-                ..RunConfig::default()
-            };
+            image.run = RunConfig { entrypoint: Some(vec!["/usr/bin/app".into()]), ..RunConfig::default() };
             let layout = Layout::create(&layout_dir);
             let d = image.store(&layout);
             layout.write_index(vec![d]);
@@ -539,24 +354,12 @@ fn dobby_bundles_for_every_sample_on_every_template() {
             match result.status.code() {
                 Some(0) => {
                     let config = read_json(&out.join("config.json"));
-                    assert_eq!(
-                        config["ociVersion"]
-                            .as_str()
-                            .map(|v| v == "1.0.2-dobby" || v == "1.0.2"),
-                        Some(true),
-                        "{name}"
-                    );
-                    assert_eq!(
-                        config["process"]["args"][0], "/usr/libexec/DobbyInit",
-                        "{name}"
-                    );
+                    assert_eq!(config["ociVersion"].as_str().map(|v| v == "1.0.2-dobby" || v == "1.0.2"), Some(true), "{name}");
+                    assert_eq!(config["process"]["args"][0], "/usr/libexec/DobbyInit", "{name}");
                     configs.push(out.join("config.json"));
                 }
                 Some(2) => {
-                    assert!(
-                        stderr.contains("error:"),
-                        "{name}: exit 2 needs a message:\n{stderr}"
-                    );
+                    assert!(stderr.contains("error:"), "{name}: exit 2 needs a message:\n{stderr}");
                     assert!(!out.exists(), "{name}: no bundle for an incompatible pair");
                     incompatible += 1;
                 }
@@ -564,43 +367,22 @@ fn dobby_bundles_for_every_sample_on_every_template() {
             }
         }
     }
-    assert!(
-        configs.len() >= 10,
-        "most pairs are compatible ({} were, {incompatible} were not)",
-        configs.len()
-    );
+    assert!(configs.len() >= 10, "most pairs are compatible ({} were, {incompatible} were not)", configs.len());
     crate::config::validate("dobby", &configs);
 
     // `bundlegen validate` agrees with Python's jsonschema, and catches a
     // broken config.
     for config in &configs {
         let bundle = config.parent().expect("bundle dir");
-        let out = Command::new(bin())
-            .arg("validate")
-            .arg(bundle)
-            .output()
-            .expect("run validate");
-        assert!(
-            out.status.success(),
-            "validate {}: {}",
-            bundle.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new(bin()).arg("validate").arg(bundle).output().expect("run validate");
+        assert!(out.status.success(), "validate {}: {}", bundle.display(), String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stdout).contains("valid (dobby schema)"));
     }
     let broken = configs[0].parent().expect("bundle dir");
     let mut config = read_json(&configs[0]);
     config["process"]["args"] = json!("/usr/bin/app --flag");
     fs::write(&configs[0], serde_json::to_vec(&config).expect("json")).expect("write");
-    let out = Command::new(bin())
-        .arg("validate")
-        .arg(broken)
-        .output()
-        .expect("run validate");
+    let out = Command::new(bin()).arg("validate").arg(broken).output().expect("run validate");
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("/process/args"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/process/args"), "{}", String::from_utf8_lossy(&out.stderr));
 }

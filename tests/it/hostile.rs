@@ -2440,14 +2440,8 @@ fn dir_metadata_last_record_wins_and_recreated_dirs_get_defaults() {
         ro/y file 0644 "y"
         "#,
     );
-    let mtimes: Vec<(&str, i64)> = ["a", "a/b", "ro", "gone"]
-        .iter()
-        .map(|p| (*p, tree.node(p).mtime))
-        .collect();
-    assert_eq!(
-        mtimes,
-        [("a", 300), ("a/b", 400), ("ro", 500), ("gone", 700)]
-    );
+    let mtimes: Vec<(&str, i64)> = ["a", "a/b", "ro", "gone"].iter().map(|p| (*p, tree.node(p).mtime)).collect();
+    assert_eq!(mtimes, [("a", 300), ("a/b", 400), ("ro", 500), ("gone", 700)]);
 }
 
 #[test]
@@ -2463,12 +2457,7 @@ fn a_tree_deeper_than_the_soft_open_file_limit() {
         path.push_str("d/");
         let mode = if i % 2 == 0 { 0o750 } else { 0o705 };
         // Names past 100 bytes go in a PAX `path` record, as real writers do.
-        entries.push(
-            Entry::dir(&path)
-                .with_mode(mode)
-                .with_mtime(1000 + i as i64)
-                .with_pax("path", &path),
-        );
+        entries.push(Entry::dir(&path).with_mode(mode).with_mtime(1000 + i as i64).with_pax("path", &path));
     }
     let bottom = format!("{path}bottom");
     entries.push(Entry::file(&bottom, "deep").with_pax("path", &bottom));
@@ -2480,10 +2469,7 @@ fn a_tree_deeper_than_the_soft_open_file_limit() {
     unsafe {
         use std::os::unix::process::CommandExt;
         cmd.pre_exec(|| {
-            let mut l = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
+            let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
             libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
             l.rlim_cur = 1024.min(l.rlim_max);
             if l.rlim_max < 4096 {
@@ -2494,21 +2480,13 @@ fn a_tree_deeper_than_the_soft_open_file_limit() {
         });
     }
     let out = cmd.output().expect("run bundlegen");
-    assert!(
-        out.status.success(),
-        "stderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "stderr:\n{}", String::from_utf8_lossy(&out.stderr));
     let mut dir = rootfs.clone();
     for i in 0..depth {
         dir.push("d");
         let st = std::fs::symlink_metadata(&dir).unwrap();
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        assert_eq!(
-            st.permissions().mode() & 0o7777,
-            if i % 2 == 0 { 0o750 } else { 0o705 },
-            "level {i}"
-        );
+        assert_eq!(st.permissions().mode() & 0o7777, if i % 2 == 0 { 0o750 } else { 0o705 }, "level {i}");
         assert_eq!(st.mtime(), 1000 + i as i64, "level {i}");
     }
     assert_eq!(std::fs::read_to_string(dir.join("bottom")).unwrap(), "deep");
@@ -2520,10 +2498,7 @@ fn bomb_in_one_file_stops_within_the_entry() {
     // the data streams, so the run stops just past the 64 MiB floor rather
     // than after writing the whole file.
     let fx = Fx::new();
-    let layer = Layer::new(
-        Tar::of([Entry::file("zeros", vec![0u8; 192 << 20])]),
-        Compression::Zstd,
-    );
+    let layer = Layer::new(Tar::of([Entry::file("zeros", vec![0u8; 192 << 20])]), Compression::Zstd);
     let ids = layer_ids(&layer);
     let img = fx.single(image([layer]));
     let stderr = fx.fail(&["--max-ratio", "100"], &img);
@@ -2534,8 +2509,5 @@ fn bomb_in_one_file_stops_within_the_entry() {
         .and_then(|rest| rest.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no `expands N bytes` in:\n{stderr}"));
-    assert!(
-        (64 << 20..80 << 20).contains(&expanded),
-        "stopped after {expanded} bytes:\n{stderr}"
-    );
+    assert!((64 << 20..80 << 20).contains(&expanded), "stopped after {expanded} bytes:\n{stderr}");
 }

@@ -68,8 +68,7 @@ pub fn collect(
     // (directory fd, its path relative to the archived dir)
     let mut stack: Vec<(OwnedFd, Vec<u8>)> = vec![(root, Vec::new())];
     while let Some((dir, rel)) = stack.pop() {
-        let names =
-            crate::rootfs::list_at(dir.as_raw_fd(), c".").map_err(read_err("list", &rel))?;
+        let names = crate::rootfs::list_at(dir.as_raw_fd(), c".").map_err(read_err("list", &rel))?;
         for name in names {
             let child = join(&rel, name.to_bytes());
             let st =
@@ -353,6 +352,7 @@ fn open_dir(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
     }
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
 
 pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     if parent.is_empty() {
