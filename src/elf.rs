@@ -26,6 +26,9 @@ use rayon::prelude::*;
 use crate::diag::{Diagnostics, Progress, Unit, Warning};
 
 mod parse;
+mod symbols;
+
+pub use symbols::{DynSymbols, read_symbols};
 
 /// ELF class: the width of addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -275,6 +278,20 @@ pub fn scan(root: &Path, diag: &dyn Diagnostics) -> io::Result<ElfScan> {
         }
     }
     Ok(scan)
+}
+
+/// Every regular file under `root` (in-root path, full path), sorted, with
+/// the same walk as [`scan`]: symlinks not followed, other file systems
+/// not entered.
+pub(crate) fn regular_files(
+    root: &Path,
+    diag: &dyn Diagnostics,
+) -> io::Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    let mut symlinks = BTreeMap::new();
+    let device = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(root)?);
+    walk(root, root, device, &mut files, &mut symlinks, diag)?;
+    Ok(files)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

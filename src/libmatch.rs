@@ -4,14 +4,16 @@
 //! BundleGen looks only at the GPU libraries and Dobby's plugin
 //! dependencies. We look at the app itself: the roots are the entrypoint,
 //! every ELF executable of the image, every shared object the loader cannot
-//! reach by name (plugins and modules, which are `dlopen`ed by path) and the
-//! libraries the keep patterns protect. Their dependency closures are
+//! reach by name (plugins and modules, which are `dlopen`ed by path), the
+//! libraries the keep patterns protect and those another file of the image
+//! names (`dlopen`ed by name). Their dependency closures are
 //! computed with the image's own loader model ([`crate::ldso`]), then each
 //! library found is matched against the device inventory (`_libs.json`):
 //!
 //! - **normal**: the device copy is taken when it has the same soname, fits
 //!   the architecture and its version definitions cover every symbol
-//!   version that the image's objects need from that library;
+//!   version that the image's objects need from that library (or, when
+//!   they need none, its recorded exports cover every symbol they use);
 //! - **host**: the device copy is taken whenever the soname exists there;
 //! - **image**: nothing is taken from the device except the GPU libraries
 //!   (and Dobby plugin dependencies the image does not have).
@@ -22,7 +24,8 @@
 //! copies that define every version the device copy does); otherwise it
 //! stays in the image. A library taken from the device is bind-mounted where
 //! the image's loader looks for it and the image's copy and its symlinks are
-//! removed. See `docs/libmatch.md`.
+//! removed. Unreached libraries are pruned unless a mounted device library's
+//! dependencies are unknown. See `docs/libmatch.md`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -38,12 +41,14 @@ mod apply;
 mod decide;
 mod device;
 mod forced;
+mod named;
 mod outcome;
 mod prune;
 mod walk;
 
 pub use apply::{ApplyStats, apply};
 pub use device::{is_glibc_family, is_loader_name};
+pub use named::NOT_SEARCHED;
 pub use prune::DEFAULT_KEEP;
 
 /// BundleGen's `-m/--libmatchingmode`.
@@ -140,6 +145,31 @@ pub struct Decision {
     pub reason: String,
     /// In-root paths of the objects that need it, sorted.
     pub needed_by: Vec<String>,
+    /// What the decision rests on, when it compared the two copies or kept
+    /// a library from pruning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// The facts behind a decision, sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    /// Symbol versions the image's objects need from the library.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<String>,
+    /// Symbols the image's objects take from the library (for a library
+    /// nothing links by `DT_NEEDED`: every symbol the image's copy exports),
+    /// looked up in the device copy's `exports`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub symbols: Vec<String>,
+    /// Of `symbols`, those the device copy does not export.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// Files of the image that name the library (kept from pruning: loaded
+    /// by name at run time).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub named_in: Vec<String>,
 }
 
 /// The outcome of [`plan`]; everything sorted.
@@ -231,13 +261,40 @@ pub fn plan(
     };
     let inventory = inventory.or(platform.libs.as_ref());
     let device = device::Device::new(inventory);
-    let reach = walk::reach(&mut ctx, &keep, entrypoint, diag);
+    let mut reach = walk::reach(&mut ctx, &keep, &BTreeMap::new(), entrypoint, diag);
+    if options.prune && !gpu_needs_unknown(platform, options, inventory) {
+        // Libraries nothing links may still be loaded by name: those named
+        // by a file of the image become roots like kept ones.
+        let mut reached = reach.roots.clone();
+        reached.extend(reach.uses.keys().cloned());
+        let candidates = prune::prunable(&ctx, &keep, &reached);
+        let named = named::find(&ctx, &candidates, diag);
+        if !named.is_empty() {
+            reach = walk::reach(&mut ctx, &keep, &named, entrypoint, diag);
+        }
+    }
     let mut d = decide::Decider::new(&mut ctx, &device, options, platform, &reach, diag);
     d.run();
     let reached = d.reached();
-    let pruned = prune::prunable(d.ctx, &keep, &reached);
-    d.finish(pruned);
+    let unreached = prune::prunable(d.ctx, &keep, &reached);
+    d.finish(unreached);
     Ok(d.into_plan())
+}
+
+/// Whether a GPU library of a graphics app is mounted without an inventory
+/// entry (its dependencies unknown): then nothing is pruned, so the search
+/// for library names is not needed.
+fn gpu_needs_unknown(
+    platform: &Platform,
+    options: &MatchOptions,
+    inventory: Option<&LibsInventory>,
+) -> bool {
+    let gfx = platform.spec.gpu.as_ref().and_then(|g| g.gfx_libs.as_ref());
+    options.graphics
+        && gfx.is_some_and(|libs| {
+            libs.iter()
+                .any(|l| inventory.is_none_or(|inv| inv.get(&l.src).is_none()))
+        })
 }
 
 /// What the stages share: the rootfs, its scan and loader model.

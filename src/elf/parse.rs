@@ -31,16 +31,16 @@ pub fn read(path: &Path) -> Result<Option<ElfInfo>, ElfError> {
 }
 
 /// Positioned reads of one open file.
-struct Source<'a> {
-    file: &'a File,
-    path: &'a Path,
+pub(super) struct Source<'a> {
+    pub file: &'a File,
+    pub path: &'a Path,
 }
 
 /// Refuse to read tables larger than this (a corrupt size, not a real file).
-const MAX_TABLE: u64 = 64 << 20;
+pub(super) const MAX_TABLE: u64 = 64 << 20;
 
 impl Source<'_> {
-    fn read_prefix(&self, buf: &mut [u8]) -> Result<usize, ElfError> {
+    pub fn read_prefix(&self, buf: &mut [u8]) -> Result<usize, ElfError> {
         let mut n = 0;
         while n < buf.len() {
             match self.file.read_at(&mut buf[n..], n as u64) {
@@ -58,7 +58,7 @@ impl Source<'_> {
         Ok(n)
     }
 
-    fn bytes(&self, offset: u64, len: u64, what: &str) -> Result<Vec<u8>, ElfError> {
+    pub fn bytes(&self, offset: u64, len: u64, what: &str) -> Result<Vec<u8>, ElfError> {
         if len > MAX_TABLE {
             return Err(self.malformed(format!("{what} claims {len} bytes")));
         }
@@ -78,7 +78,7 @@ impl Source<'_> {
         Ok(buf)
     }
 
-    fn malformed(&self, what: impl Into<String>) -> ElfError {
+    pub fn malformed(&self, what: impl Into<String>) -> ElfError {
         ElfError::Malformed {
             path: self.path.to_owned(),
             what: what.into(),
@@ -87,10 +87,10 @@ impl Source<'_> {
 }
 
 /// The loadable segments, to map virtual addresses to file offsets.
-struct LoadMap(Vec<(u64, u64, u64)>); // (vaddr, filesz, offset)
+pub(super) struct LoadMap(Vec<(u64, u64, u64)>); // (vaddr, filesz, offset)
 
 impl LoadMap {
-    fn offset(&self, vaddr: u64) -> Option<u64> {
+    pub fn offset(&self, vaddr: u64) -> Option<u64> {
         self.0
             .iter()
             .find(|(va, sz, _)| vaddr >= *va && vaddr - va < *sz)
@@ -144,23 +144,11 @@ fn parse<Elf: FileHeader<Endian = Endianness>>(
     if phentsize != std::mem::size_of::<Elf::ProgramHeader>() as u64 {
         return Err(src.malformed(format!("program header entry size {phentsize}")));
     }
-    let ph_bytes = src.bytes(phoff, phnum * phentsize, "program header table")?;
-    let (phdrs, _) = pod::slice_from_bytes::<Elf::ProgramHeader>(&ph_bytes, phnum as usize)
-        .map_err(|_| src.malformed("program header table"))?;
-
-    let mut loads = LoadMap(Vec::new());
-    let mut dynamic = None;
-    for ph in phdrs {
-        let (off, size) = (ph.p_offset(e).into(), ph.p_filesz(e).into());
-        match ph.p_type(e) {
-            elf::PT_LOAD => loads.0.push((ph.p_vaddr(e).into(), size, off)),
-            elf::PT_INTERP => {
-                let raw = src.bytes(off, size, "PT_INTERP")?;
-                info.interpreter = Some(c_string(&raw));
-            }
-            elf::PT_DYNAMIC => dynamic = Some((off, size)),
-            _ => {}
-        }
+    let seg = segments::<Elf>(src, e, phoff, phnum)?;
+    let (loads, dynamic) = (seg.loads, seg.dynamic);
+    if let Some((off, size)) = seg.interp {
+        let raw = src.bytes(off, size, "PT_INTERP")?;
+        info.interpreter = Some(c_string(&raw));
     }
     let mut flags1 = 0u64;
     if let Some((off, size)) = dynamic {
@@ -176,6 +164,43 @@ fn parse<Elf: FileHeader<Endian = Endianness>>(
         _ => Kind::Other,
     };
     Ok(info)
+}
+
+/// Where the segments the loader cares about are.
+pub(super) struct Segments {
+    pub loads: LoadMap,
+    /// `PT_DYNAMIC`: (offset, size).
+    pub dynamic: Option<(u64, u64)>,
+    /// `PT_INTERP`: (offset, size).
+    pub interp: Option<(u64, u64)>,
+}
+
+/// Reads the program header table (`phnum` entries at `phoff`).
+pub(super) fn segments<Elf: FileHeader<Endian = Endianness>>(
+    src: &Source<'_>,
+    e: Endianness,
+    phoff: u64,
+    phnum: u64,
+) -> Result<Segments, ElfError> {
+    let phentsize = std::mem::size_of::<Elf::ProgramHeader>() as u64;
+    let ph_bytes = src.bytes(phoff, phnum * phentsize, "program header table")?;
+    let (phdrs, _) = pod::slice_from_bytes::<Elf::ProgramHeader>(&ph_bytes, phnum as usize)
+        .map_err(|_| src.malformed("program header table"))?;
+    let mut seg = Segments {
+        loads: LoadMap(Vec::new()),
+        dynamic: None,
+        interp: None,
+    };
+    for ph in phdrs {
+        let (off, size) = (ph.p_offset(e).into(), ph.p_filesz(e).into());
+        match ph.p_type(e) {
+            elf::PT_LOAD => seg.loads.0.push((ph.p_vaddr(e).into(), size, off)),
+            elf::PT_INTERP => seg.interp = Some((off, size)),
+            elf::PT_DYNAMIC => seg.dynamic = Some((off, size)),
+            _ => {}
+        }
+    }
+    Ok(seg)
 }
 
 /// Reads the dynamic segment and the tables it points to; returns `DT_FLAGS_1`.
@@ -253,13 +278,13 @@ fn read_dynamic<Elf: FileHeader<Endian = Endianness>>(
     Ok(flags1)
 }
 
-struct Strings<'a> {
-    data: Vec<u8>,
-    src: &'a Source<'a>,
+pub(super) struct Strings<'a> {
+    pub data: Vec<u8>,
+    pub src: &'a Source<'a>,
 }
 
 impl Strings<'_> {
-    fn get(&self, offset: u64) -> Result<String, ElfError> {
+    pub fn get(&self, offset: u64) -> Result<String, ElfError> {
         let tail = usize::try_from(offset)
             .ok()
             .and_then(|o| self.data.get(o..));
@@ -278,7 +303,7 @@ fn c_string(bytes: &[u8]) -> String {
 
 /// Reads a chain of fixed-size records with small positioned reads, keeping
 /// one window so neighbouring records cost one read.
-struct Window<'a> {
+pub(super) struct Window<'a> {
     src: &'a Source<'a>,
     start: u64,
     buf: Vec<u8>,
@@ -287,7 +312,7 @@ struct Window<'a> {
 const WINDOW: u64 = 4096;
 
 impl<'a> Window<'a> {
-    fn new(src: &'a Source<'a>) -> Self {
+    pub fn new(src: &'a Source<'a>) -> Self {
         Window {
             src,
             start: 0,
@@ -295,7 +320,7 @@ impl<'a> Window<'a> {
         }
     }
 
-    fn get<T: pod::Pod>(&mut self, at: u64, what: &str) -> Result<T, ElfError> {
+    pub fn get<T: pod::Pod>(&mut self, at: u64, what: &str) -> Result<T, ElfError> {
         let size = std::mem::size_of::<T>() as u64;
         let end = at.checked_add(size).ok_or_else(|| {
             self.src

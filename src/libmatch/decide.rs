@@ -1,14 +1,15 @@
 //! The decisions: per library, then the glibc family as one unit, then the
 //! device copies' own dependencies, until nothing changes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::device::{Device, is_glibc_family, needs_glibc_private};
 use super::walk::Reach;
-use super::{Ctx, MatchOptions, Mode, file_name, list};
+use super::{Ctx, Evidence, MatchOptions, Mode, file_name, list};
 use crate::diag::{Diagnostics, Warning};
-use crate::elf::ElfInfo;
+use crate::elf::{DynSymbols, ElfInfo};
 use crate::ldso::resolve_in_root;
 use crate::platform::Platform;
 
@@ -49,6 +50,7 @@ pub(super) struct Cand {
     /// the device libraries that need it.
     pub added_for: BTreeSet<String>,
     pub verdict: Verdict,
+    pub evidence: Option<Evidence>,
 }
 
 impl Cand {
@@ -67,6 +69,7 @@ impl Cand {
             device: None,
             added_for: BTreeSet::new(),
             verdict: Verdict::Open,
+            evidence: None,
         }
     }
 
@@ -94,6 +97,8 @@ pub(super) struct Decider<'d, 'r> {
     pub cands: Vec<Cand>,
     pub pruned: Vec<String>,
     warned: BTreeSet<(String, String)>,
+    /// Dynamic symbols of image files, read when first needed.
+    symbols: RefCell<HashMap<String, Option<Arc<DynSymbols>>>>,
 }
 
 impl<'d, 'r> Decider<'d, 'r> {
@@ -115,6 +120,7 @@ impl<'d, 'r> Decider<'d, 'r> {
             cands: Vec::new(),
             pruned: Vec::new(),
             warned: BTreeSet::new(),
+            symbols: RefCell::new(HashMap::new()),
         }
     }
 
@@ -182,8 +188,20 @@ impl<'d, 'r> Decider<'d, 'r> {
             } else {
                 named.into_iter().collect()
             };
-            c.needed_by
-                .insert("(kept: loaded by name at run time)".into());
+            match self.reach.named.get(real) {
+                Some(files) => {
+                    c.needed_by
+                        .extend(files.iter().map(|f| format!("(named in {f})")));
+                    c.evidence = Some(Evidence {
+                        named_in: files.clone(),
+                        ..Evidence::default()
+                    });
+                }
+                None => {
+                    c.needed_by
+                        .insert("(kept: loaded by name at run time)".into());
+                }
+            }
             self.cands.push(c);
         }
         for a in self.reach.absent.values() {
@@ -280,16 +298,179 @@ impl<'d, 'r> Decider<'d, 'r> {
         if c.verdict != Verdict::Open {
             return;
         }
-        let (verdict, device) = self.judge(c);
+        let (verdict, device, evidence) = self.judge(c);
         if let Some(c) = self.cands.get_mut(i) {
             c.verdict = verdict;
+            let named_in = c.evidence.take().map(|e| e.named_in).unwrap_or_default();
+            c.evidence = match evidence {
+                Some(e) => Some(Evidence { named_in, ..e }),
+                None if !named_in.is_empty() => Some(Evidence {
+                    named_in,
+                    ..Evidence::default()
+                }),
+                None => None,
+            };
             if c.device.is_none() {
                 c.device = device;
             }
         }
     }
 
-    fn judge(&self, c: &Cand) -> (Verdict, Option<String>) {
+    fn judge(&self, c: &Cand) -> (Verdict, Option<String>, Option<Evidence>) {
+        let (verdict, device) = self.judge_copy(c);
+        if let (Verdict::Device(_), Some(dev)) = (&verdict, &device)
+            && self.options.mode == Mode::Normal
+            && c.forced.is_none()
+            && c.image.is_some()
+            && !c.family
+        {
+            return self.judge_symbols(c, dev, verdict);
+        }
+        let evidence = (!c.needs.is_empty() && c.image.is_some()).then(|| Evidence {
+            versions: c.needs.keys().cloned().collect(),
+            ..Evidence::default()
+        });
+        (verdict, device, evidence)
+    }
+
+    /// `normal` mode, an image copy the device's would replace: when the
+    /// image needs no symbol version from it, versions prove nothing, so
+    /// every symbol the image's objects take from it must be among the
+    /// device copy's recorded `exports`.
+    fn judge_symbols(
+        &self,
+        c: &Cand,
+        dev: &str,
+        verdict: Verdict,
+    ) -> (Verdict, Option<String>, Option<Evidence>) {
+        let device = Some(dev.to_owned());
+        if !c.needs.is_empty() {
+            let evidence = Evidence {
+                versions: c.needs.keys().cloned().collect(),
+                ..Evidence::default()
+            };
+            return (verdict, device, Some(evidence));
+        }
+        let keep = |why: String, evidence: Option<Evidence>| {
+            (Verdict::Image(why), device.clone(), evidence)
+        };
+        let Some(exports) = self.device.get(dev).and_then(|e| e.export_set()) else {
+            return keep(
+                format!(
+                    "the image needs no symbol version from it, and the inventory records no exports for the device copy {dev} to compare symbols with (platform init records them; -m host takes the device copy anyway)"
+                ),
+                None,
+            );
+        };
+        let Some(image) = c.image.as_deref() else {
+            return (verdict, device, None);
+        };
+        let Some(own) = self.symbols_of(image) else {
+            return keep(
+                format!("the dynamic symbols of the image's copy {image} cannot be read"),
+                None,
+            );
+        };
+        let users: Vec<&String> = c
+            .needed_by
+            .iter()
+            .filter(|u| *u != image && self.ctx.scan.files.contains_key(*u))
+            .collect();
+        let mut needed: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        let mut unreadable = Vec::new();
+        let user_syms: Vec<(&String, Option<Arc<DynSymbols>>)> =
+            users.iter().map(|u| (*u, self.symbols_of(u))).collect();
+        for (user, syms) in &user_syms {
+            let Some(syms) = syms else {
+                unreadable.push(user.as_str());
+                continue;
+            };
+            for name in syms.imports.iter().chain(&syms.weak_imports) {
+                if own.exports.binary_search(name).is_ok() {
+                    needed.entry(name).or_default().insert(user.as_str());
+                }
+            }
+        }
+        if !unreadable.is_empty() {
+            return keep(
+                format!(
+                    "the dynamic symbols of {} cannot be read",
+                    unreadable.join(", ")
+                ),
+                None,
+            );
+        }
+        let whole = users.is_empty();
+        if whole {
+            // Loaded by name (dlopen): its users look symbols up by name,
+            // so the device copy must export everything the image's does.
+            for name in &own.exports {
+                needed.entry(name).or_default();
+            }
+        }
+        let missing: Vec<&str> = needed
+            .keys()
+            .copied()
+            .filter(|n| !exports.contains(n))
+            .collect();
+        let evidence = Evidence {
+            symbols: needed.keys().map(|s| (*s).to_owned()).collect(),
+            missing: missing.iter().map(|s| (*s).to_owned()).collect(),
+            ..Evidence::default()
+        };
+        if missing.is_empty() {
+            let why = if whole {
+                format!(
+                    "no symbol versions to compare; nothing links it by name, and the device copy exports all {} symbols the image's copy does",
+                    needed.len()
+                )
+            } else {
+                format!(
+                    "no symbol versions to compare; the device copy exports all {} symbols the image's objects use from it",
+                    needed.len()
+                )
+            };
+            return (Verdict::Device(why), device, Some(evidence));
+        }
+        let shown: Vec<String> = missing
+            .iter()
+            .take(5)
+            .map(|n| {
+                let by = needed.get(n).into_iter().flatten().take(2).copied();
+                let by: Vec<&str> = by.collect();
+                if by.is_empty() {
+                    (*n).to_owned()
+                } else {
+                    format!("{n} (used by {})", by.join(", "))
+                }
+            })
+            .collect();
+        let more = if missing.len() > 5 {
+            format!(" and {} more", missing.len() - 5)
+        } else {
+            String::new()
+        };
+        let why = format!(
+            "the device copy {dev} does not export {}{more}; the image needs no symbol version from it, so its symbols decide (-m host takes the device copy anyway)",
+            shown.join(", ")
+        );
+        keep(why, Some(evidence))
+    }
+
+    /// The dynamic symbols of an image file, read once.
+    fn symbols_of(&self, path: &str) -> Option<Arc<DynSymbols>> {
+        if let Some(s) = self.symbols.borrow().get(path) {
+            return s.clone();
+        }
+        let full = self.ctx.root.join(path.trim_start_matches('/'));
+        let read = crate::elf::read_symbols(&full).ok().flatten().map(Arc::new);
+        self.symbols
+            .borrow_mut()
+            .insert(path.to_owned(), read.clone());
+        read
+    }
+
+    fn judge_copy(&self, c: &Cand) -> (Verdict, Option<String>) {
         if let Some(why) = &c.forced {
             return (Verdict::Device(why.clone()), c.device.clone());
         }
@@ -504,9 +685,10 @@ impl<'d, 'r> Decider<'d, 'r> {
                 c.image_info = self.ctx.scan.files.get(&real).map(|i| Arc::new(i.clone()));
                 c.image = Some(real);
                 c.dests.insert(dest);
-                let (verdict, device) = self.judge(&c);
+                let (verdict, device, evidence) = self.judge(&c);
                 c.verdict = verdict;
                 c.device = device;
+                c.evidence = evidence;
             }
             _ => {
                 c.dests
@@ -578,6 +760,27 @@ impl<'d, 'r> Decider<'d, 'r> {
                 break;
             }
         }
+    }
+
+    /// Device libraries mounted into the container whose dependencies the
+    /// inventory does not give (no inventory, or no entry for the path):
+    /// `(soname, device path)`, sorted.
+    pub fn unknown_mounts(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .cands
+            .iter()
+            .filter(|c| c.is_device())
+            .filter_map(|c| {
+                let dev = c.device.as_ref()?;
+                self.device
+                    .get(dev)
+                    .is_none()
+                    .then(|| (c.soname.clone(), dev.clone()))
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Whether the glibc family comes from the device.

@@ -7,34 +7,76 @@ use std::sync::Arc;
 use super::decide::{Cand, Decider, Verdict};
 use super::device::is_glibc_family;
 use super::walk::in_loader_dir;
-use super::{Action, Decision, MatchPlan, file_name, sorted};
+use super::{Action, Decision, Evidence, MatchPlan, file_name, sorted};
 use crate::bundle::LibMount;
 use crate::diag::Warning;
 
 impl Decider<'_, '_> {
-    /// Adds the pruned libraries and, when the glibc family comes from the
-    /// device, the image's other glibc files.
-    pub fn finish(&mut self, prunable: Vec<String>) {
-        if self.options.prune {
-            for path in prunable {
-                if self.cands.iter().any(|c| c.image.as_ref() == Some(&path)) {
-                    continue;
-                }
-                let Some(info) = self.ctx.scan.files.get(&path) else {
-                    continue;
-                };
-                let soname = info
-                    .soname
-                    .clone()
-                    .unwrap_or_else(|| file_name(&path).to_owned());
-                let mut c = Cand::new_image(soname, path.clone(), Arc::new(info.clone()));
-                c.verdict =
-                    Verdict::Remove("nothing reaches it and no keep pattern protects it".into());
-                self.pruned.push(path);
-                self.cands.push(c);
-            }
+    /// Decides the libraries nothing reached (`unreached`): pruned, or kept
+    /// with the reason; and, when the glibc family comes from the device,
+    /// replaces the image's other glibc files.
+    pub fn finish(&mut self, unreached: Vec<String>) {
+        let unknown = self.unknown_mounts();
+        let keep_all = if !self.options.prune {
+            Some("nothing links it; kept because pruning is off (--no-prune)".to_owned())
+        } else if !unknown.is_empty() {
+            let what: Vec<String> = unknown
+                .iter()
+                .map(|(so, dev)| format!("{so} ({dev})"))
+                .collect();
+            Some(format!(
+                "nothing in the image links it, but it is not pruned: the device {} {} mounted without an inventory entry, so {} dependencies are unknown and could include any library",
+                if what.len() == 1 {
+                    "library"
+                } else {
+                    "libraries"
+                },
+                if what.len() == 1 {
+                    format!("{} is", what.join(", "))
+                } else {
+                    format!("{} are", what.join(", "))
+                },
+                if what.len() == 1 { "its" } else { "their" },
+            ))
+        } else {
+            None
+        };
+        // glibc files first when nothing is pruned: they follow the family.
+        if keep_all.is_some() && self.family_moved() {
+            self.rest_of_family();
         }
-        if self.family_moved() {
+        for path in unreached {
+            if self.cands.iter().any(|c| c.image.as_ref() == Some(&path)) {
+                continue;
+            }
+            let Some(info) = self.ctx.scan.files.get(&path) else {
+                continue;
+            };
+            let soname = info
+                .soname
+                .clone()
+                .unwrap_or_else(|| file_name(&path).to_owned());
+            let mut c = Cand::new_image(soname, path.clone(), Arc::new(info.clone()));
+            if let Some(files) = self.reach.named.get(&path) {
+                c.verdict = Verdict::Image(format!(
+                    "named in {}: loaded by name at run time",
+                    super::list(files.iter().take(3))
+                ));
+                c.evidence = Some(Evidence {
+                    named_in: files.clone(),
+                    ..Evidence::default()
+                });
+            } else if let Some(why) = &keep_all {
+                c.verdict = Verdict::Image(why.clone());
+            } else {
+                c.verdict = Verdict::Remove(
+                    "nothing links it (DT_NEEDED), no file of the image names it and no keep pattern protects it".into(),
+                );
+                self.pruned.push(path);
+            }
+            self.cands.push(c);
+        }
+        if keep_all.is_none() && self.family_moved() {
             self.rest_of_family();
         }
     }
@@ -129,6 +171,7 @@ impl Decider<'_, '_> {
                 action,
                 reason,
                 needed_by: c.needed_by.iter().cloned().collect(),
+                evidence: c.evidence.clone(),
             });
         }
         let remove = sorted(remove);

@@ -43,18 +43,22 @@ pub(super) struct Reach {
     pub version_needs: HashMap<String, BTreeMap<String, BTreeSet<String>>>,
     /// An ELF object of the image's main architecture (for lookups).
     pub reference: Option<(String, Arc<ElfInfo>)>,
-    /// Libraries in loader directories that keep patterns protect.
+    /// Libraries in loader directories that keep patterns protect or that
+    /// files of the image name.
     pub kept: BTreeMap<String, Arc<ElfInfo>>,
+    /// Of `kept`, those named by files of the image: the files.
+    pub named: BTreeMap<String, Vec<String>>,
 }
 
 /// Collects the roots and walks their dependency closures.
 pub(super) fn reach(
     ctx: &mut Ctx<'_>,
     keep: &KeepSet,
+    named: &BTreeMap<String, Vec<String>>,
     entrypoint: Option<&str>,
     diag: &dyn Diagnostics,
 ) -> Reach {
-    let (roots, kept) = roots(ctx, keep, entrypoint, diag);
+    let (roots, kept) = roots(ctx, keep, named, entrypoint, diag);
     let mut uses: BTreeMap<String, Use> = BTreeMap::new();
     let mut absent: BTreeMap<String, Absent> = BTreeMap::new();
     let mut reference = None;
@@ -171,16 +175,19 @@ pub(super) fn reach(
         version_needs,
         reference,
         kept,
+        named: named.clone(),
     }
 }
 
 /// The objects whose needs must be met: the entrypoint, every executable,
 /// every shared object outside the loader directories (modules loaded by
-/// path) and every kept library. Objects of another architecture than the
+/// path) and every kept library (keep patterns, and `named`: named by a
+/// file of the image). Objects of another architecture than the
 /// platform's are left out.
 fn roots(
     ctx: &mut Ctx<'_>,
     keep: &KeepSet,
+    named: &BTreeMap<String, Vec<String>>,
     entrypoint: Option<&str>,
     diag: &dyn Diagnostics,
 ) -> (BTreeSet<String>, BTreeMap<String, Arc<ElfInfo>>) {
@@ -202,7 +209,9 @@ fn roots(
         let is_root = match info.kind {
             Kind::Exec | Kind::PieExec => true,
             Kind::SharedLib if !in_loader_dir(ctx, &mut dirs, path, info) => true,
-            Kind::SharedLib if keep.protects(path, &ctx.with_links(path)) => {
+            Kind::SharedLib
+                if named.contains_key(path) || keep.protects(path, &ctx.with_links(path)) =>
+            {
                 kept.insert(path.clone(), Arc::new(info.clone()));
                 true
             }

@@ -7,8 +7,8 @@
 //! from `--from` (an existing template) or defaults. The inventory lists
 //! every shared library (files and symlinks to them) under the loader's
 //! directories, recursively, for the rootfs's machine, with version
-//! definitions and resolved `DT_NEEDED` paths; with Yocto package data each
-//! entry also names its package and version.
+//! definitions, resolved `DT_NEEDED` paths and exported symbols; with Yocto
+//! package data each entry also names its package and version.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -66,6 +66,7 @@ pub fn init(
 
     let platform = template(opts, root, &reference, &ref_path, diag)?;
     let mut libs = inventory(&mut loader, &scan, &reference);
+    record_exports(root, &mut loader, &mut libs, diag);
     if opts.manifest.is_some() || opts.pkgdata.is_some() {
         let pkgs = Packages::load(opts.manifest.as_deref(), opts.pkgdata.as_deref())?;
         if opts.pkgdata.is_none() {
@@ -302,11 +303,64 @@ fn inventory(loader: &mut Loader, scan: &elf::ElfScan, reference: &ElfInfo) -> L
                 package: None,
                 version: None,
                 unresolved,
+                exports: None,
             },
         );
     }
     LibsInventory {
         libs: libs.into_values().collect(),
+    }
+}
+
+/// Adds the exported symbols (`exports`, see [`super::libs::ExportSet`])
+/// to the entries a library is looked up by: those named like its soname
+/// (`libz.so.1`, usually a symlink), or every entry of a library without
+/// one. Each file is read once, in parallel. A file whose symbol table
+/// cannot be read gets none and a warning: library matching then keeps the
+/// image's copy of unversioned libraries.
+fn record_exports(
+    root: &Path,
+    loader: &mut Loader,
+    libs: &mut LibsInventory,
+    diag: &dyn Diagnostics,
+) {
+    use rayon::prelude::*;
+    let real: Vec<Option<String>> = libs
+        .libs
+        .iter()
+        .map(|l| {
+            let (real, info) = loader.info(&l.name)?;
+            let file = l.name.rsplit('/').next().unwrap_or("");
+            info.soname
+                .as_deref()
+                .is_none_or(|so| so == file)
+                .then_some(real)
+        })
+        .collect();
+    let files: BTreeSet<&String> = real.iter().flatten().collect();
+    let sets: BTreeMap<&String, Option<String>> = files
+        .into_par_iter()
+        .map(|f| {
+            let full = root.join(f.trim_start_matches('/'));
+            let set = match elf::read_symbols(&full) {
+                Ok(Some(syms)) => Some(
+                    super::libs::ExportSet::from_names(syms.exports.iter().map(String::as_str))
+                        .encode(),
+                ),
+                Ok(None) => None,
+                Err(e) => {
+                    diag.warning(Warning::new(
+                        f.as_str(),
+                        format!("exports not recorded: {e}"),
+                    ));
+                    None
+                }
+            };
+            (f, set)
+        })
+        .collect();
+    for (lib, real) in libs.libs.iter_mut().zip(&real) {
+        lib.exports = real.as_ref().and_then(|r| sets.get(r).cloned().flatten());
     }
 }
 

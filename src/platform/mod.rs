@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use crate::diag::{Diagnostics, Silent};
 pub use init::{InitOptions, init};
-pub use libs::{LibEntry, LibsInventory};
+pub use libs::{ExportSet, LibEntry, LibsInventory, symbol_hash};
 pub use model::PlatformSpec;
 pub use parse::merge_patch;
 
@@ -67,8 +67,15 @@ pub enum PlatformError {
     },
     #[error("{path}: {key}: unknown key")]
     UnknownKey { path: PathBuf, key: String },
-    #[error("{path}: {key}: {value:?} is not {}\nhelp: device paths are used as written, never looked up on the build machine", model::ABS_PATH_FORM)]
-    BadPath { path: PathBuf, key: String, value: String },
+    #[error(
+        "{path}: {key}: {value:?} is not {}\nhelp: device paths are used as written, never looked up on the build machine",
+        model::ABS_PATH_FORM
+    )]
+    BadPath {
+        path: PathBuf,
+        key: String,
+        value: String,
+    },
     #[error("{path}: {key}: required key missing; expected {hint}")]
     MissingKey {
         path: PathBuf,

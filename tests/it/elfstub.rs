@@ -51,6 +51,11 @@ pub struct Stub {
     pub flags_1: u64,
     pub verdefs: Vec<String>,
     pub verneeds: Vec<(String, Vec<String>)>,
+    /// Defined global functions of the dynamic symbol table (`DT_SYMTAB`,
+    /// sized by a `DT_HASH`); none and no imports: no symbol table.
+    pub exports: Vec<String>,
+    /// Undefined global symbols.
+    pub imports: Vec<String>,
     pub strip_sections: bool,
 }
 
@@ -67,6 +72,8 @@ impl Stub {
             flags_1: 0,
             verdefs: Vec::new(),
             verneeds: Vec::new(),
+            exports: Vec::new(),
+            imports: Vec::new(),
             strip_sections: false,
         }
     }
@@ -82,6 +89,16 @@ impl Stub {
 
     pub fn needs(mut self, libs: &[&str]) -> Stub {
         self.needed = libs.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    pub fn exports(mut self, names: &[&str]) -> Stub {
+        self.exports = names.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    pub fn imports(mut self, names: &[&str]) -> Stub {
+        self.imports = names.iter().map(|s| (*s).to_owned()).collect();
         self
     }
 
@@ -120,8 +137,43 @@ impl Stub {
             .iter()
             .map(|(f, vs)| (add_str(f), vs.iter().map(|v| add_str(v)).collect()))
             .collect();
+        let export_names: Vec<u32> = self.exports.iter().map(|s| add_str(s)).collect();
+        let import_names: Vec<u32> = self.imports.iter().map(|s| add_str(s)).collect();
 
         let e = Endian;
+        // Dynamic symbols: the null entry, exports (absolute, global
+        // functions), imports (undefined, global); a DT_HASH with one bucket
+        // chaining them all.
+        let mut dynsym = Vec::new();
+        let mut hash = Vec::new();
+        if !export_names.is_empty() || !import_names.is_empty() {
+            let syms: Vec<(u32, u16)> = std::iter::once((0, 0))
+                .chain(export_names.iter().map(|&n| (n, 0xfff1)))
+                .chain(import_names.iter().map(|&n| (n, 0)))
+                .collect();
+            for (i, (name, shndx)) in syms.iter().enumerate() {
+                let info = if i == 0 { 0 } else { 0x12 }; // STB_GLOBAL, STT_FUNC
+                e.u32(&mut dynsym, *name);
+                if b64 {
+                    dynsym.extend_from_slice(&[info, 0]);
+                    e.u16(&mut dynsym, *shndx);
+                    e.word(&mut dynsym, true, 0);
+                    e.word(&mut dynsym, true, 0);
+                } else {
+                    e.u32(&mut dynsym, 0);
+                    e.u32(&mut dynsym, 0);
+                    dynsym.extend_from_slice(&[info, 0]);
+                    e.u16(&mut dynsym, *shndx);
+                }
+            }
+            let n = syms.len() as u32;
+            e.u32(&mut hash, 1);
+            e.u32(&mut hash, n);
+            e.u32(&mut hash, n - 1);
+            for k in 0..n {
+                e.u32(&mut hash, k.saturating_sub(1));
+            }
+        }
         // Version definitions: BASE entry first, as linkers write them.
         let mut verdef = Vec::new();
         if !self.verdefs.is_empty() {
@@ -183,6 +235,10 @@ impl Stub {
         off = verdef_off + verdef.len();
         let verneed_off = align(off, 8);
         off = verneed_off + verneed.len();
+        let dynsym_off = align(off, 8);
+        off = dynsym_off + dynsym.len();
+        let hash_off = align(off, 8);
+        off = hash_off + hash.len();
         let dynamic_off = align(off, 8);
 
         let va = |o: usize| base + o as u64;
@@ -207,6 +263,11 @@ impl Stub {
             dyns.push((0x6fff_fffe, va(verneed_off)));
             dyns.push((0x6fff_ffff, self.verneeds.len() as u64));
         }
+        if !dynsym.is_empty() {
+            dyns.push((6, va(dynsym_off)));
+            dyns.push((11, if b64 { 24 } else { 16 }));
+            dyns.push((4, va(hash_off)));
+        }
         if self.flags_1 != 0 {
             dyns.push((0x6fff_fffb, self.flags_1));
         }
@@ -229,6 +290,8 @@ impl Stub {
         out[dynstr_off..dynstr_off + dynstr.len()].copy_from_slice(&dynstr);
         out[verdef_off..verdef_off + verdef.len()].copy_from_slice(&verdef);
         out[verneed_off..verneed_off + verneed.len()].copy_from_slice(&verneed);
+        out[dynsym_off..dynsym_off + dynsym.len()].copy_from_slice(&dynsym);
+        out[hash_off..hash_off + hash.len()].copy_from_slice(&hash);
         out[dynamic_off..].copy_from_slice(&dynamic);
 
         let mut sections: Vec<[u64; 8]> = Vec::new(); // name type addr offset size link info entsize

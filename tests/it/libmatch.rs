@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use bundlegen::diag::Silent;
 use bundlegen::elf;
 use bundlegen::libmatch::{self, Action, MatchOptions, MatchPlan, Mode};
-use bundlegen::platform::{LibEntry, LibsInventory, Platform, PlatformSpec};
+use bundlegen::platform::{ExportSet, LibEntry, LibsInventory, Platform, PlatformSpec};
 use serde_json::json;
 
 use crate::elfstub::{Machine, Stub};
@@ -33,7 +33,23 @@ pub(crate) fn lib(
     defs: &[&str],
     verneeds: &[(&str, &[&str])],
 ) {
-    let mut s = Stub::lib(Machine::Aarch64, soname).needs(needed);
+    lib_syms(root, path, soname, needed, defs, verneeds, (&[], &[]));
+}
+
+/// [`lib`] with dynamic symbols: (exports, imports).
+pub(crate) fn lib_syms(
+    root: &Path,
+    path: &str,
+    soname: &str,
+    needed: &[&str],
+    defs: &[&str],
+    verneeds: &[(&str, &[&str])],
+    (exports, imports): (&[&str], &[&str]),
+) {
+    let mut s = Stub::lib(Machine::Aarch64, soname)
+        .needs(needed)
+        .exports(exports)
+        .imports(imports);
     s.verdefs = vs(defs);
     s.verneeds = verneeds
         .iter()
@@ -49,11 +65,23 @@ pub(crate) fn exe(
     needed: &[&str],
     verneeds: &[(&str, &[&str])],
 ) {
+    exe_syms(root, machine, path, needed, verneeds, &[]);
+}
+
+/// [`exe`] importing `imports`.
+pub(crate) fn exe_syms(
+    root: &Path,
+    machine: Machine,
+    path: &str,
+    needed: &[&str],
+    verneeds: &[(&str, &[&str])],
+    imports: &[&str],
+) {
     let interp = match machine {
         Machine::X86_64 => "/lib64/ld-linux-x86-64.so.2",
         _ => LD,
     };
-    let mut s = Stub::exe(machine, interp).needs(needed);
+    let mut s = Stub::exe(machine, interp).needs(needed).imports(imports);
     s.verneeds = verneeds
         .iter()
         .map(|(f, v)| ((*f).to_owned(), vs(v)))
@@ -130,21 +158,24 @@ pub(crate) fn image(libc_defs: &[&str], app_glibc: &str) -> Fixture {
     );
     link(r, "/usr/lib/libz.so.1", "libz.so.1.2.13");
     link(r, "/usr/lib/libz.so", "libz.so.1");
-    lib(
+    // libfoo uses libbar without symbol versions: its symbols decide.
+    lib_syms(
         r,
         "/usr/lib/libfoo.so.1",
         "libfoo.so.1",
         &["libbar.so.2", "libc.so.6"],
         &["FOO_1.0", "FOO_1.1"],
         &[],
+        (&["foo_run"], &["bar_open", "bar_close", "malloc"]),
     );
-    lib(
+    lib_syms(
         r,
         "/usr/lib/libbar.so.2",
         "libbar.so.2",
         &["libc.so.6"],
         &["BAR_2"],
         &[],
+        (&["bar_open", "bar_close", "bar_debug"], &["malloc"]),
     );
     lib(
         r,
@@ -165,16 +196,17 @@ pub(crate) fn image(libc_defs: &[&str], app_glibc: &str) -> Fixture {
     // An absolute symlink to the canary's host path: inside the rootfs it
     // means <root><canary>/libcanary.so.1, never the host file.
     let in_root_canary = format!("{}/libcanary.so.1", canary.display());
-    lib(
+    lib_syms(
         r,
         &in_root_canary,
         "libcanary.so.1",
         &["libc.so.6"],
         &[],
         &[],
+        (&["canary_sing"], &[]),
     );
     link(r, "/usr/lib/libcanary.so.1", &in_root_canary);
-    exe(
+    exe_syms(
         r,
         Machine::Aarch64,
         "/usr/bin/app",
@@ -190,6 +222,7 @@ pub(crate) fn image(libc_defs: &[&str], app_glibc: &str) -> Fixture {
             ("libfoo.so.1", &["FOO_1.1"]),
             ("libc.so.6", &["GLIBC_2.17", app_glibc]),
         ],
+        &["canary_sing", "foo_run", "malloc", "deflate"],
     );
     Fixture {
         _dir: dir,
@@ -206,6 +239,15 @@ fn entry(name: &str, defs: &[&str], deps: &[&str]) -> LibEntry {
         package: None,
         version: None,
         unresolved: Vec::new(),
+        exports: None,
+    }
+}
+
+/// An entry with recorded exports, as `platform init` writes them.
+fn entry_exports(name: &str, deps: &[&str], exports: &[&str]) -> LibEntry {
+    LibEntry {
+        exports: Some(ExportSet::from_names(exports.iter().copied()).encode()),
+        ..entry(name, &[], deps)
     }
 }
 
@@ -232,13 +274,20 @@ fn device() -> LibsInventory {
             &["FOO_1.0"],
             &["/usr/lib/libbar.so.2", "/lib/libc.so.6"],
         ),
-        entry(
-            "/usr/lib/libbar.so.2",
-            &["BAR_2"],
-            &["/lib/libc.so.6", "/usr/lib/libextra.so.7"],
-        ),
+        LibEntry {
+            apiversions: vs(&["BAR_2"]),
+            ..entry_exports(
+                "/usr/lib/libbar.so.2",
+                &["/lib/libc.so.6", "/usr/lib/libextra.so.7"],
+                &["bar_close", "bar_open", "bar_new"],
+            )
+        },
         entry("/usr/lib/libextra.so.7", &[], &["/lib/libc.so.6"]),
-        entry("/usr/lib/libcanary.so.1", &[], &["/lib/libc.so.6"]),
+        entry_exports(
+            "/usr/lib/libcanary.so.1",
+            &["/lib/libc.so.6"],
+            &["canary_sing", "canary_fly"],
+        ),
         entry("/usr/lib/mali/libEGL.so.1", &[], &["/lib/libc.so.6"]),
     ];
     libs.sort_by(|a, b| a.name.cmp(&b.name));
@@ -586,4 +635,390 @@ fn absolute_symlinks_are_resolved_in_the_rootfs_never_on_the_host() {
         std::fs::read(fx.canary.join("libcanary.so.1")).expect("canary"),
         b"host file"
     );
+}
+
+/// The platform with the device's libbar replaced by `bar`.
+fn with_device_libbar(bar: LibEntry) -> Platform {
+    let mut p = platform(json!({}));
+    let libs = p.libs.as_mut().expect("inventory");
+    let i = libs
+        .libs
+        .iter()
+        .position(|l| l.name == "/usr/lib/libbar.so.2")
+        .expect("libbar");
+    libs.libs[i] = bar;
+    p
+}
+
+#[test]
+fn issue_11_unversioned_library_whose_device_copy_lacks_a_needed_symbol_stays_in_the_image() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    // The device's libbar (same soname, no symbol versioning in use) lacks
+    // bar_close, which the image's libfoo calls.
+    let p = with_device_libbar(entry_exports(
+        "/usr/lib/libbar.so.2",
+        &["/lib/libc.so.6"],
+        &["bar_open", "bar_new"],
+    ));
+    let plan = run(&fx, &p, &MatchOptions::default());
+    let d = plan.decision("libbar.so.2").expect("libbar decided");
+    assert_eq!(d.action, Action::KeepImage, "{}", d.reason);
+    assert!(
+        d.reason.contains("bar_close") && d.reason.contains("/usr/lib/libfoo.so.1"),
+        "{}",
+        d.reason
+    );
+    let ev = d.evidence.as_ref().expect("evidence");
+    assert_eq!(ev.symbols, vs(&["bar_close", "bar_open"]));
+    assert_eq!(ev.missing, vs(&["bar_close"]));
+    assert!(!plan.mounts.iter().any(|m| m.source.contains("libbar")));
+    assert!(!plan.remove.iter().any(|r| r.contains("libbar")));
+
+    // -m host takes it anyway.
+    let host = MatchOptions {
+        mode: Mode::Host,
+        ..MatchOptions::default()
+    };
+    assert_eq!(
+        action(&run(&fx, &p, &host), "libbar.so.2").0,
+        Action::FromDevice
+    );
+
+    // With the symbol it is replaced, and the report says on what evidence.
+    let plan = run(&fx, &platform(json!({})), &MatchOptions::default());
+    let d = plan.decision("libbar.so.2").expect("libbar decided");
+    assert_eq!(d.action, Action::FromDevice, "{}", d.reason);
+    assert!(d.reason.contains("exports all 2 symbols"), "{}", d.reason);
+    let ev = d.evidence.as_ref().expect("evidence");
+    assert_eq!(ev.symbols, vs(&["bar_close", "bar_open"]));
+    assert!(ev.missing.is_empty());
+    let report = serde_json::to_value(d).expect("json");
+    assert_eq!(
+        report["evidence"]["symbols"],
+        json!(["bar_close", "bar_open"])
+    );
+    // Versioned replacements name the versions instead.
+    let z = plan.decision("libz.so.1").expect("libz");
+    assert_eq!(z.action, Action::FromDevice);
+    assert_eq!(
+        z.evidence.as_ref().expect("evidence").versions,
+        vs(&["ZLIB_1.2.9"])
+    );
+}
+
+#[test]
+fn issue_11_without_recorded_exports_an_unversioned_library_stays_unless_mode_host() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    // A BundleGen inventory: no exports key.
+    let p = with_device_libbar(LibEntry {
+        apiversions: vs(&["BAR_2"]),
+        ..entry("/usr/lib/libbar.so.2", &[], &["/lib/libc.so.6"])
+    });
+    let plan = run(&fx, &p, &MatchOptions::default());
+    let (a, why) = action(&plan, "libbar.so.2");
+    assert_eq!(a, Action::KeepImage);
+    assert!(
+        why.contains("records no exports") && why.contains("-m host"),
+        "{why}"
+    );
+    let host = MatchOptions {
+        mode: Mode::Host,
+        ..MatchOptions::default()
+    };
+    let (a, why) = action(&run(&fx, &p, &host), "libbar.so.2");
+    assert_eq!(a, Action::FromDevice, "{why}");
+    // Versioned libraries are unaffected: libz still comes from the device.
+    assert_eq!(action(&plan, "libz.so.1").0, Action::FromDevice);
+}
+
+#[test]
+fn issue_11_a_library_loaded_by_name_needs_every_export_on_the_device() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    // A keep pattern protects libplug (loaded with dlopen, no DT_NEEDED user).
+    lib_syms(
+        &fx.root,
+        "/usr/lib/libplug.so.1",
+        "libplug.so.1",
+        &["libc.so.6"],
+        &[],
+        &[],
+        (&["plug_init", "plug_run"], &[]),
+    );
+    let keep = MatchOptions {
+        keep: vec!["libplug.so*".into()],
+        ..MatchOptions::default()
+    };
+    let mut p = platform(json!({}));
+    let libs = p.libs.as_mut().expect("inventory");
+    libs.libs.push(entry_exports(
+        "/usr/lib/libplug.so.1",
+        &["/lib/libc.so.6"],
+        &["plug_init"],
+    ));
+    libs.libs.sort_by(|a, b| a.name.cmp(&b.name));
+    let plan = run(&fx, &p, &keep);
+    let d = plan.decision("libplug.so.1").expect("decided");
+    assert_eq!(d.action, Action::KeepImage, "{}", d.reason);
+    assert_eq!(
+        d.evidence.as_ref().expect("evidence").missing,
+        vs(&["plug_run"])
+    );
+}
+
+/// Appends `text` to an existing file (read-only data after the segments:
+/// the file stays a valid ELF object).
+fn append(root: &Path, path: &str, text: &[u8]) {
+    use std::io::Write;
+    let p = root.join(path.trim_start_matches('/'));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    f.write_all(text).expect("append");
+}
+
+fn write(root: &Path, path: &str, text: &[u8]) {
+    let p = root.join(path.trim_start_matches('/'));
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(p, text).expect("write");
+}
+
+#[test]
+fn issue_11_gpu_libraries_with_unknown_dependencies_stop_pruning() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    // libm and librt: nothing in the image links them, but the device's GPU
+    // libraries (mounted for a graphics app) may.
+    lib(
+        &fx.root,
+        "/lib/librt.so.1",
+        "librt.so.1",
+        &["libc.so.6"],
+        &["GLIBC_2.17"],
+        &[],
+    );
+    let graphics = MatchOptions {
+        graphics: true,
+        ..MatchOptions::default()
+    };
+    // Like Comcast's xi6 template: no inventory at all.
+    let mut p = platform(json!({}));
+    p.libs = None;
+    let plan = run(&fx, &p, &graphics);
+    assert!(plan.pruned.is_empty(), "{:#?}", plan.pruned);
+    assert!(
+        !plan
+            .remove
+            .iter()
+            .any(|r| r.contains("librt") || r.contains("libunused"))
+    );
+    for so in ["librt.so.1", "libunused.so.3", "libanl.so.1"] {
+        let (a, why) = action(&plan, so);
+        assert_eq!(a, Action::KeepImage, "{so}");
+        assert!(
+            why.contains("libEGL.so.1 (/usr/lib/mali/libEGL.so.1)")
+                && why.contains("without an inventory entry"),
+            "{so}: {why}"
+        );
+    }
+    let (a, _) = action(&plan, "libEGL.so.1");
+    assert_eq!(a, Action::FromDevice);
+
+    // An inventory that does not list the GPU library: the same.
+    let mut p = platform(json!({}));
+    p.libs
+        .as_mut()
+        .expect("inventory")
+        .libs
+        .retain(|l| !l.name.contains("mali"));
+    assert!(run(&fx, &p, &graphics).pruned.is_empty());
+
+    // Its dependencies known (the inventory lists them): unreached libraries
+    // go, and each says why.
+    let plan = run(&fx, &platform(json!({})), &graphics);
+    assert!(
+        plan.pruned.contains(&"/usr/lib/libunused.so.3".to_owned()),
+        "{:#?}",
+        plan.pruned
+    );
+    let (a, why) = action(&plan, "libunused.so.3");
+    assert_eq!(a, Action::Pruned);
+    assert!(why.contains("no file of the image names it"), "{why}");
+    // Without graphics nothing is mounted from the GPU: pruning as usual.
+    let mut p = platform(json!({}));
+    p.libs = None;
+    assert!(!run(&fx, &p, &MatchOptions::default()).pruned.is_empty());
+}
+
+#[test]
+fn issue_11_libraries_named_anywhere_in_the_image_are_kept_with_the_reason() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    let r = fx.root.as_path();
+    // SDL's Wayland backend dlopens libwayland-cursor.so.0, which needs
+    // libwayland-client.so.0 (nothing else links either).
+    lib(
+        r,
+        "/usr/lib/libSDL2-2.0.so.0",
+        "libSDL2-2.0.so.0",
+        &["libc.so.6"],
+        &[],
+        &[],
+    );
+    append(
+        r,
+        "/usr/lib/libSDL2-2.0.so.0",
+        b"\0libwayland-cursor.so.0\0libwayland-egl.so.1\0",
+    );
+    exe(
+        r,
+        Machine::Aarch64,
+        "/usr/bin/game",
+        &["libSDL2-2.0.so.0", "libc.so.6"],
+        &[],
+    );
+    lib(
+        r,
+        "/usr/lib/libwayland-cursor.so.0.22.0",
+        "libwayland-cursor.so.0",
+        &["libwayland-client.so.0", "libc.so.6"],
+        &[],
+        &[],
+    );
+    link(
+        r,
+        "/usr/lib/libwayland-cursor.so.0",
+        "libwayland-cursor.so.0.22.0",
+    );
+    lib(
+        r,
+        "/usr/lib/libwayland-client.so.0",
+        "libwayland-client.so.0",
+        &["libc.so.6"],
+        &[],
+        &[],
+    );
+    // A script preloads another; a symlink outside the loader directories
+    // points at a third.
+    lib(
+        r,
+        "/usr/lib/libpreload.so.1",
+        "libpreload.so.1",
+        &["libc.so.6"],
+        &[],
+        &[],
+    );
+    write(
+        r,
+        "/usr/bin/start.sh",
+        b"#!/bin/sh\nLD_PRELOAD=/usr/lib/libpreload.so.1 exec /usr/bin/app\n",
+    );
+    lib(
+        r,
+        "/usr/lib/libbyopath.so.2",
+        "libbyopath.so.2",
+        &["libc.so.6"],
+        &[],
+        &[],
+    );
+    link(
+        r,
+        "/opt/app/lib/libbyopath.so.2",
+        "/usr/lib/libbyopath.so.2",
+    );
+    // Plugin folders are modules: never pruned, and what they need stays.
+    lib(
+        r,
+        "/usr/lib/gstreamer-1.0/libgstfoo.so",
+        "",
+        &["libgstdep.so.1", "libc.so.6"],
+        &[],
+        &[],
+    );
+    lib(
+        r,
+        "/usr/lib/libgstdep.so.1",
+        "libgstdep.so.1",
+        &["libc.so.6"],
+        &[],
+        &[],
+    );
+    // Package databases and the loader cache list every library: they do
+    // not count, and libunused still goes.
+    write(
+        r,
+        "/var/lib/dpkg/info/libunused3.list",
+        b"/usr/lib/libunused.so.3\n",
+    );
+    write(
+        r,
+        "/etc/ld.so.cache",
+        b"ld.so-1.7.0\0libunused.so.3\0/usr/lib/libunused.so.3\0",
+    );
+
+    let plan = run(&fx, &platform(json!({})), &MatchOptions::default());
+    let d = plan.decision("libwayland-cursor.so.0").expect("decided");
+    assert_eq!(d.action, Action::KeepImage, "{}", d.reason);
+    let ev = d.evidence.as_ref().expect("evidence");
+    assert_eq!(ev.named_in, vs(&["/usr/lib/libSDL2-2.0.so.0"]));
+    assert!(
+        d.needed_by
+            .contains(&"(named in /usr/lib/libSDL2-2.0.so.0)".to_owned())
+    );
+    // What it needs stays too (it is a root like a kept library).
+    let client = plan.decision("libwayland-client.so.0").expect("decided");
+    assert_ne!(client.action, Action::Pruned, "{}", client.reason);
+    assert!(
+        client
+            .needed_by
+            .contains(&"/usr/lib/libwayland-cursor.so.0.22.0".to_owned()),
+        "{:?}",
+        client.needed_by
+    );
+    let pre = plan.decision("libpreload.so.1").expect("decided");
+    assert_eq!(
+        pre.evidence.as_ref().expect("evidence").named_in,
+        vs(&["/usr/bin/start.sh"])
+    );
+    let by_path = plan.decision("libbyopath.so.2").expect("decided");
+    assert_ne!(by_path.action, Action::Pruned);
+    assert_eq!(
+        by_path.evidence.as_ref().expect("evidence").named_in,
+        vs(&["/opt/app/lib/libbyopath.so.2"])
+    );
+    assert_ne!(action(&plan, "libgstdep.so.1").0, Action::Pruned);
+    assert_eq!(
+        plan.pruned,
+        vs(&["/lib/libanl.so.1", "/usr/lib/libunused.so.3"]),
+        "only what nothing names goes"
+    );
+    for p in &plan.pruned {
+        let d = plan
+            .decisions
+            .iter()
+            .find(|d| d.image_path.as_ref() == Some(p))
+            .expect("a decision per pruned file");
+        assert!(
+            d.reason.contains("no file of the image names it"),
+            "{}",
+            d.reason
+        );
+    }
+    let pruning = plan;
+
+    // --no-prune: every unreached library has a decision saying so.
+    let plan = run(
+        &fx,
+        &platform(json!({})),
+        &MatchOptions {
+            prune: false,
+            ..MatchOptions::default()
+        },
+    );
+    assert!(plan.pruned.is_empty());
+    let (a, why) = action(&plan, "libunused.so.3");
+    assert_eq!(a, Action::KeepImage);
+    assert!(why.contains("--no-prune"), "{why}");
+
+    libmatch::apply(&fx.root, &pruning).expect("apply");
+    assert!(r.join("usr/lib/libwayland-cursor.so.0.22.0").exists());
+    assert!(!r.join("usr/lib/libunused.so.3").exists());
 }

@@ -83,6 +83,113 @@ fn ldd_closure(bin: &str) -> Vec<PathBuf> {
     paths
 }
 
+/// The image side: this machine's curl and its closure; the device side:
+/// the same files plus `device_extra`, described by `platform init`.
+fn curl_image_and_device(
+    dir: &Path,
+    device_extra: impl FnOnce(&Path),
+) -> Option<(PathBuf, Platform)> {
+    let curl = "/usr/bin/curl";
+    if !Path::new(curl).exists() || !crate::debian::have("ldd", "--version") {
+        return crate::debian::unavailable("/usr/bin/curl and ldd");
+    }
+    let files = ldd_closure(curl);
+    let (image_root, device_root) = (dir.join("image"), dir.join("device"));
+    for f in &files {
+        copy_from_host(&image_root, f, 0);
+        copy_from_host(&device_root, f, 0);
+    }
+    device_extra(&device_root);
+    let opts = bundlegen::platform::InitOptions {
+        rootfs: device_root.clone(),
+        name: "thisbox".into(),
+        manifest: None,
+        pkgdata: None,
+        from: None,
+    };
+    let (template, inventory) = bundlegen::platform::init(&opts, &Silent).expect("init");
+    let spec: PlatformSpec = serde_json::from_value(template.clone()).expect("spec");
+    let p = Platform {
+        name: "thisbox".into(),
+        spec,
+        raw: template,
+        sources: Vec::new(),
+        libs: Some(inventory),
+        libs_path: None,
+    };
+    Some((image_root, p))
+}
+
+#[test]
+fn issue_11_real_libzstd_whose_device_copy_lacks_a_symbol_libcurl_uses_stays_in_the_image() {
+    let curl = "/usr/bin/curl";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let zstd = "/lib/x86_64-linux-gnu/libzstd.so.1";
+    let curl_lib = "/lib/x86_64-linux-gnu/libcurl.so.4";
+    if !Path::new(zstd).exists() || !Path::new(curl_lib).exists() {
+        crate::debian::unavailable::<()>("this machine's libzstd.so.1 and libcurl.so.4");
+        return;
+    }
+    let real = elf::read_symbols(Path::new(zstd))
+        .expect("read")
+        .expect("ELF");
+    let used = elf::read_symbols(Path::new(curl_lib))
+        .expect("read")
+        .expect("ELF");
+    let used: Vec<&String> = used
+        .imports
+        .iter()
+        .filter(|n| real.exports.binary_search(n).is_ok())
+        .collect();
+    assert!(!used.is_empty(), "libcurl uses libzstd's symbols");
+    let dropped = used[0].clone();
+    // The device's libzstd.so.1 (an older or trimmed build, unversioned like
+    // Debian's) exports everything but one symbol libcurl calls.
+    let Some((image_root, p)) = curl_image_and_device(dir.path(), |device| {
+        let keep: Vec<&str> = real
+            .exports
+            .iter()
+            .filter(|n| **n != dropped)
+            .map(String::as_str)
+            .collect();
+        let path = device.join("usr/lib/x86_64-linux-gnu/libzstd.so.1");
+        let _ = std::fs::remove_file(&path);
+        crate::elfstub::Stub::lib(crate::elfstub::Machine::X86_64, "libzstd.so.1")
+            .exports(&keep)
+            .write(&path);
+    }) else {
+        return;
+    };
+    let scan = elf::scan(&image_root, &Silent).expect("scan");
+    let plan = libmatch::plan(
+        &image_root,
+        &scan,
+        &p,
+        None,
+        Some(curl),
+        &MatchOptions::default(),
+        &Silent,
+    )
+    .expect("plan");
+    let d = plan.decision("libzstd.so.1").expect("libzstd decided");
+    assert_eq!(d.action, Action::KeepImage, "{}", d.reason);
+    assert!(d.reason.contains(&dropped), "{}", d.reason);
+    let ev = d.evidence.as_ref().expect("evidence");
+    assert_eq!(ev.missing, vec![dropped.clone()]);
+    assert_eq!(ev.symbols.len(), used.len(), "{:?}", ev.symbols);
+    // The other unversioned libraries are the same files on both sides:
+    // replaced, each on the evidence of its symbols.
+    for so in ["libnghttp2.so.14", "libpsl.so.5", "libbrotlidec.so.1"] {
+        let Some(d) = plan.decision(so) else { continue };
+        assert_eq!(d.action, Action::FromDevice, "{so}: {}", d.reason);
+        let ev = d.evidence.as_ref().expect("evidence");
+        assert!(
+            !ev.symbols.is_empty() && ev.missing.is_empty(),
+            "{so}: {ev:?}"
+        );
+    }
+}
+
 #[test]
 fn real_curl_takes_glibc_and_matching_libraries_from_a_device_built_from_this_machine() {
     let curl = "/usr/bin/curl";

@@ -8,6 +8,7 @@ mod config;
 mod debian;
 mod e2e_umoci;
 mod elf;
+mod elf_symbols;
 mod elfstub;
 mod faults;
 mod fuzz_replay;

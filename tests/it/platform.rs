@@ -508,6 +508,36 @@ fn init_matches_readelf(arch: &str, loader: &str) {
             );
         }
     }
+    // Exports are recorded on the entries named like the library's soname
+    // (where library matching looks) and hold exactly readelf's exports.
+    let mut with_exports = 0;
+    for (lib, re) in libs.libs.iter().zip(&facts) {
+        let file = lib.name.rsplit('/').next().unwrap_or("");
+        let by_soname = re.soname.as_deref().is_none_or(|so| so == file);
+        assert_eq!(
+            lib.exports.is_some(),
+            by_soname,
+            "{}: exports recorded",
+            lib.name
+        );
+        let Some(set) = lib.export_set() else {
+            continue;
+        };
+        let path = root.path().join(lib.name.trim_start_matches('/'));
+        let theirs = crate::elf_symbols::readelf_symbols(&path).exports;
+        let expected =
+            bundlegen::platform::ExportSet::from_names(theirs.iter().map(String::as_str));
+        assert_eq!(set, expected, "{} exports", lib.name);
+        with_exports += 1;
+    }
+    let libc = libs
+        .libs
+        .iter()
+        .find(|l| l.name.ends_with("/libc.so.6"))
+        .expect("libc");
+    let libc_set = libc.export_set().expect("libc exports");
+    assert!(libc_set.contains("malloc") && !libc_set.contains("no_such_symbol"));
+    assert!(with_exports > 20, "{with_exports}");
     let dir = tempfile::tempdir().expect("tempdir");
     let (tpl_file, libs_file) = (dir.path().join("p.json"), dir.path().join("p_libs.json"));
     std::fs::write(&tpl_file, serde_json::to_string(&tpl).expect("json")).expect("write");
