@@ -1,6 +1,7 @@
 //! The command line: argument parsing and exit codes live here and in
 //! `main.rs` only.
 
+mod completions;
 mod console;
 mod deps;
 mod generate;
@@ -62,6 +63,11 @@ pub enum Command {
     /// without running it
     #[command(after_help = EXIT_CODES)]
     Deps(deps::DepsArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(completions::CompletionsArgs),
+    /// Print the man page of bundlegen or of one subcommand, or write them
+    /// all into a directory
+    Man(completions::ManArgs),
 }
 
 /// A failed command, classified for the exit code.
@@ -118,6 +124,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Inspect(args) => inspect::run(args).map_err(Failure::from),
         Command::Platform(args) => platform::run(&args, &console),
         Command::Deps(args) => deps::run(&args, &console),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@ mod archive;
 mod builder;
 mod cases_57_60;
 mod compat;
+mod completions;
 mod config;
 mod debian;
 mod e2e_umoci;
