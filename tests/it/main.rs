@@ -14,6 +14,7 @@ mod faults;
 mod fuzz_replay;
 mod generate;
 mod hostile;
+mod init_scope;
 mod layout_edit;
 mod libmatch;
 mod libmatch_host;
