@@ -71,12 +71,13 @@ pub fn init(
 
     let platform = template(opts, root, &reference, &ref_path, diag)?;
     let dirs = scope::loader_dirs(&loader, &reference);
-    let scan = scope::read(root, &dirs, &scope::template_files(&platform), diag).map_err(
-        |source| PlatformError::Read {
-            path: root.clone(),
-            source,
-        },
-    )?;
+    let scan =
+        scope::read(root, &dirs, &scope::template_files(&platform), diag).map_err(|source| {
+            PlatformError::Read {
+                path: root.clone(),
+                source,
+            }
+        })?;
     let mut loader = loader.with_scan(&scan);
     let mut libs = inventory(&mut loader, &scan, &reference);
     if opts.manifest.is_some() || opts.pkgdata.is_some() {
