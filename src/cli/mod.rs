@@ -1,6 +1,7 @@
 //! The command line: argument parsing and exit codes live here and in
 //! `main.rs` only.
 
+mod completions;
 mod console;
 mod deps;
 mod generate;
@@ -71,6 +72,11 @@ pub enum Command {
     /// from the `bundlegen-requests` queue and answer them
     #[command(after_help = format!("{}\n\n{EXIT_CODES}", serve::SETTINGS))]
     Serve(serve::ServeArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(completions::CompletionsArgs),
+    /// Print the man page of bundlegen or of one subcommand, or write them
+    /// all into a directory
+    Man(completions::ManArgs),
 }
 
 /// A failed command, classified for the exit code.
@@ -180,6 +186,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Platform(args) => platform::run(&args, &console),
         Command::Deps(args) => deps::run(&args, &console),
         Command::Serve(args) => serve::run(args),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -187,18 +187,56 @@ fn init(a: &InitArgs, diag: &dyn Diagnostics) -> Result<(), Failure> {
         pkgdata: a.pkgdata.clone(),
         from,
     };
-    let (template, libs) = platform::init(&opts, diag).map_err(bad)?;
+    let counted = CountRead::new(diag);
+    let (template, libs) = platform::init(&opts, &counted).map_err(bad)?;
     let json_path = a.output.join(format!("{}.json", a.name));
     let libs_path = a.output.join(format!("{}_libs.json", a.name));
     write_atomic(&json_path, &pretty(&template)).map_err(Failure::Processing)?;
     write_atomic(&libs_path, &libs.to_json()).map_err(Failure::Processing)?;
     eprintln!(
-        "wrote {} and {} ({} libraries)",
+        "wrote {} and {} ({} libraries; {} files read under the loader's directories)",
         json_path.display(),
         libs_path.display(),
-        libs.libs.len()
+        libs.libs.len(),
+        counted.files.load(std::sync::atomic::Ordering::Relaxed)
     );
     Ok(())
+}
+
+/// Passes diagnostics on and keeps the number of files `platform init`
+/// read, which its summary line shows.
+struct CountRead<'a> {
+    inner: &'a dyn Diagnostics,
+    files: std::sync::atomic::AtomicU64,
+}
+
+impl<'a> CountRead<'a> {
+    fn new(inner: &'a dyn Diagnostics) -> Self {
+        CountRead {
+            inner,
+            files: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl Diagnostics for CountRead<'_> {
+    fn warning(&self, w: bundlegen::diag::Warning) {
+        self.inner.warning(w);
+    }
+
+    fn progress(&self, event: bundlegen::diag::Progress) {
+        if let bundlegen::diag::Progress::Begin {
+            step,
+            total: Some(n),
+            ..
+        } = &event
+            && step.starts_with(platform::init::READ_STEP)
+        {
+            self.files
+                .fetch_add(*n, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.inner.progress(event);
+    }
 }
 
 /// JSON with BundleGen's 4-space indentation and a final newline.

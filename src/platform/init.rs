@@ -9,6 +9,14 @@
 //! directories, recursively, for the rootfs's machine, with version
 //! definitions, resolved `DT_NEEDED` paths and exported symbols; with Yocto
 //! package data each entry also names its package and version.
+//!
+//! Only the loader's directories and the template's libraries are read,
+//! never the whole rootfs ([`scope`]): `--rootfs /` on a development machine
+//! takes seconds.
+
+mod scope;
+
+pub use scope::READ_STEP;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -50,13 +58,11 @@ pub fn init(
             source,
         });
     }
-    let scan = elf::scan(root, diag).map_err(|source| PlatformError::Read {
-        path: root.clone(),
-        source,
-    })?;
-    let mut loader = Loader::new(root, diag).with_scan(&scan);
+    let once = scope::Once::new(diag);
+    let diag: &dyn Diagnostics = &once;
+    let mut loader = Loader::new(root, diag);
     let (ref_path, reference) =
-        reference_object(&mut loader, &scan).ok_or_else(|| PlatformError::Init {
+        reference_object(&mut loader, root, diag).ok_or_else(|| PlatformError::Init {
             path: root.clone(),
             message:
                 "cannot tell the architecture: no /bin/sh, dynamic loader or shared library found; \
@@ -65,6 +71,15 @@ pub fn init(
         })?;
 
     let platform = template(opts, root, &reference, &ref_path, diag)?;
+    let dirs = scope::loader_dirs(&loader, &reference);
+    let scan =
+        scope::read(root, &dirs, &scope::template_files(&platform), diag).map_err(|source| {
+            PlatformError::Read {
+                path: root.clone(),
+                source,
+            }
+        })?;
+    let mut loader = loader.with_scan(&scan);
     let mut libs = inventory(&mut loader, &scan, &reference);
     record_exports(root, &mut loader, &mut libs, diag);
     if opts.manifest.is_some() || opts.pkgdata.is_some() {
@@ -87,7 +102,11 @@ pub fn init(
 }
 
 /// The ELF file that tells the rootfs's architecture.
-fn reference_object(loader: &mut Loader, scan: &elf::ElfScan) -> Option<(String, Arc<ElfInfo>)> {
+fn reference_object(
+    loader: &mut Loader,
+    root: &Path,
+    diag: &dyn Diagnostics,
+) -> Option<(String, Arc<ElfInfo>)> {
     for sh in ["/bin/sh", "/usr/bin/sh", "/sbin/init", "/bin/busybox"] {
         if let Some((real, info)) = loader.info(sh) {
             if let Some(interp) = &info.interpreter
@@ -98,6 +117,7 @@ fn reference_object(loader: &mut Loader, scan: &elf::ElfScan) -> Option<(String,
             return Some((real, info));
         }
     }
+    let scan = scope::loader_candidates(root, diag).ok()?;
     scan.files
         .iter()
         .find(|(p, i)| {
@@ -251,28 +271,11 @@ fn canonical_dir(root: &Path, path: &str) -> String {
     }
 }
 
+/// The inventory: the shared libraries among the files `scan` read (the
+/// loader's directories and the template's libraries, see [`scope`]).
 fn inventory(loader: &mut Loader, scan: &elf::ElfScan, reference: &ElfInfo) -> LibsInventory {
     let root = loader.root().to_path_buf();
-    let mut dirs: Vec<String> = Vec::new();
-    for d in loader.system_dirs(reference) {
-        if let Ok(real) = resolve_in_root(&root, &d)
-            && !dirs.contains(&real)
-        {
-            dirs.push(real);
-        }
-    }
-    // Nested directories (`/usr/lib` and `/usr/lib/x86_64-linux-gnu`) would
-    // list files twice: a BTreeSet of paths keeps one of each.
-    let under = |p: &str| {
-        dirs.iter()
-            .any(|d| d == "/" || p.starts_with(&format!("{d}/")))
-    };
-    let candidates: BTreeSet<&String> = scan
-        .files
-        .keys()
-        .chain(scan.symlinks.keys())
-        .filter(|p| under(p))
-        .collect();
+    let candidates: BTreeSet<&String> = scan.files.keys().chain(scan.symlinks.keys()).collect();
     let mut libs: BTreeMap<String, LibEntry> = BTreeMap::new();
     for path in candidates {
         let file = path.rsplit('/').next().unwrap_or("");

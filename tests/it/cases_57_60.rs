@@ -1,4 +1,4 @@
-//! SECURITY-CASES 57, 59 and 60 through the real binary: where outputs may
+//! Hostile-input cases 57, 59 and 60 (docs/security.md) through the real binary: where outputs may
 //! go, broken metadata files, and device paths. Case 58 (a run killed or
 //! out of space half-way) is tested in `faults.rs`.
 

@@ -17,8 +17,11 @@ use bundlegen::operator::Operator;
 use bundlegen::platform::{self, LoadOptions, Platform};
 use serde_json::{Value, json};
 
+/// Third-party reference data (BundleGen templates, schemas and sample app
+/// metadata; Dobby and OCI schemas), copied with its licences: see
+/// `tests/data/NOTICE`.
 fn reference() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
 
 fn image(entrypoint: &[&str], cmd: &[&str], user: Option<&str>) -> ImageConfig {

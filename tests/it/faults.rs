@@ -1,4 +1,4 @@
-//! Fault injection (issue #6, SECURITY-CASES 58): the real binary against a
+//! Fault injection (issue #6, hostile-input case 58 of docs/security.md): the real binary against a
 //! full disk (a small tmpfs), SIGKILL at several points, a read-only or
 //! vanished output directory, truncated and corrupted blobs, and a blob
 //! that changes while it is read. After each: the documented exit code, a

@@ -1,4 +1,4 @@
-//! The hostile corpus (docs: SECURITY-CASES.md), one test per case, each
+//! The hostile corpus (docs/security.md, "Hostile-input cases"), one test per case, each
 //! run through the real binary: `bundlegen unpack ... oci:<layout> <tmp>/rootfs`.
 //!
 //! Every fixture lives in its own temp dir holding a canary tree `host/`,
