@@ -16,6 +16,7 @@ mod hostile;
 mod issue11;
 mod issue11_cli;
 mod issue11_errors;
+mod multi_platform;
 mod layout_edit;
 mod libmatch;
 mod libmatch_host;
