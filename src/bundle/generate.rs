@@ -153,14 +153,42 @@ pub fn generate(
     diag: &dyn Diagnostics,
 ) -> Result<Report, Error> {
     let diag = Tee::new(diag);
-    let platform = opts.platform;
     // Inputs are read before the image is touched: a wrong `-x` or `-a`
     // file fails in a moment, not after every layer is flattened.
+    check_inputs(source, image, outputdir, opts, &diag)?;
+    let staging = Staging::new(outputdir, opts.overwrite)?;
+    let rootfs = staging.path().join("rootfs");
+    std::fs::create_dir(&rootfs).map_err(|source| Error::Output { path: rootfs.clone(), source })?;
+    let flattened = layers::flatten(source, image, &rootfs, &opts.flatten, &diag)?;
+    let app = load_app(&rootfs, image, opts.app_metadata.cloned(), opts, &diag)?;
+    let memory = check_app(opts.platform, image, &app, opts, &diag)?;
+    let scan = scan_elf(&rootfs, &diag)?;
+    let analysed = Analysed { flattened: &flattened, app: &app, scan: &scan };
+    finish(image, &analysed, staging, outputdir, memory, opts, diag)
+}
+
+/// What every platform shares: the flattened image (with
+/// `/appmetadata.json` removed), the app metadata and the ELF scan.
+pub(crate) struct Analysed<'a> {
+    pub flattened: &'a layers::Flattened,
+    pub app: &'a AppMetadata,
+    pub scan: &'a elf::ElfScan,
+}
+
+/// The checks `generate` makes before flattening: `-x`, the image's
+/// architecture against the platform's, and outputs that would overlap
+/// the input.
+pub(crate) fn check_inputs(
+    source: &OpenImage,
+    image: &ResolvedImage,
+    outputdir: &Path,
+    opts: &GenerateOptions<'_>,
+    diag: &dyn Diagnostics,
+) -> Result<(), Error> {
     if let Some(id) = opts.app_id {
         crate::appmeta::check_appid(id)?;
     }
-    let given_app = opts.app_metadata.cloned();
-    compat::check_arch(platform, image, &diag)?;
+    compat::check_arch(opts.platform, image, diag)?;
     staging::refuse_overlap(outputdir, &source.dir, "the image layout")?;
     if let Some(dir) = opts.oci_output {
         staging::refuse_overlap(dir, &source.dir, "the image layout")?;
@@ -172,29 +200,53 @@ pub fn generate(
             return Err(staging::StagingError::Exists { path: dir.to_owned() }.into());
         }
     }
+    Ok(())
+}
 
-    let staging = Staging::new(outputdir, opts.overwrite)?;
-    let rootfs = staging.path().join("rootfs");
-    std::fs::create_dir(&rootfs).map_err(|source| Error::Output { path: rootfs.clone(), source })?;
-    let flattened = layers::flatten(source, image, &rootfs, &opts.flatten, &diag)?;
-
-    let app = load_app(&rootfs, image, given_app, opts, &diag)?;
-    let app_json = serde_json::to_value(&app).map_err(|e| Error::Output { path: rootfs.clone(), source: std::io::Error::other(e) })?;
-    compat::check_platform(platform, image, &app_json, &diag)?;
-    let memory = if opts.strict_memory || opts.operator.is_some_and(|o| o.strict_memory) {
+/// The app against the platform (and its memory, with `--strict-memory`).
+pub(crate) fn check_app(
+    platform: &Platform,
+    image: &ResolvedImage,
+    app: &AppMetadata,
+    opts: &GenerateOptions<'_>,
+    diag: &dyn Diagnostics,
+) -> Result<config::MemoryLimit, Error> {
+    let app_json = serde_json::to_value(app).map_err(|e| Error::Output { path: PathBuf::from("appmetadata.json"), source: std::io::Error::other(e) })?;
+    compat::check_platform(platform, image, &app_json, diag)?;
+    if opts.strict_memory || opts.operator.is_some_and(|o| o.strict_memory) {
         compat::check_ram(platform, &app_json)?;
-        config::MemoryLimit::Strict
+        Ok(config::MemoryLimit::Strict)
     } else {
-        config::MemoryLimit::BundleGen
-    };
+        Ok(config::MemoryLimit::BundleGen)
+    }
+}
 
+pub(crate) fn scan_elf(rootfs: &Path, diag: &dyn Diagnostics) -> Result<elf::ElfScan, Error> {
     diag.progress(Progress::Begin { step: "analysing ELF files".into(), total: None, unit: Unit::Items });
-    let scan = elf::scan(&rootfs, &diag).map_err(|source| Error::Scan { path: rootfs.clone(), source })?;
+    let scan = elf::scan(rootfs, diag).map_err(|source| Error::Scan { path: rootfs.to_owned(), source })?;
     diag.progress(Progress::End);
+    Ok(scan)
+}
+
+/// The platform's part, from an analysed rootfs at `staging/rootfs` that
+/// this platform owns: library matching, the entrypoint check, config.json,
+/// rootfs preparation, the archive, and the rename into place.
+pub(crate) fn finish(
+    image: &ResolvedImage,
+    analysed: &Analysed<'_>,
+    staging: Staging,
+    outputdir: &Path,
+    memory: config::MemoryLimit,
+    opts: &GenerateOptions<'_>,
+    diag: Tee<'_>,
+) -> Result<Report, Error> {
+    let Analysed { flattened, app, scan } = *analysed;
+    let platform = opts.platform;
+    let rootfs = staging.path().join("rootfs");
     let command = command_of(image);
     let matching = MatchOptions { graphics: app.graphics, ..opts.matching.clone() };
-    let plan = libmatch::plan(&rootfs, &scan, platform, platform.libs.as_ref(), command.first().map(String::as_str), &matching, &diag)?;
-    let entrypoint = compat::check_entrypoint(&rootfs, &command, path_env(image).as_deref(), platform, &scan, &plan, platform.libs.as_ref())
+    let plan = libmatch::plan(&rootfs, scan, platform, platform.libs.as_ref(), command.first().map(String::as_str), &matching, &diag)?;
+    let entrypoint = compat::check_entrypoint(&rootfs, &command, path_env(image).as_deref(), platform, scan, &plan, platform.libs.as_ref())
         .map_err(|e| match &flattened.stats.replaced_dirlinks {
             links if !links.is_empty() && !e.is_bad_input() && !e.is_failure() => {
                 compat::Incompatible::AfterReplacedDirlinks { inner: Box::new(e), links: links.clone() }
@@ -207,7 +259,7 @@ pub fn generate(
         &ConfigInputs {
             image: &image.config,
             platform,
-            app: &app,
+            app,
             operator: opts.operator,
             mode: opts.mode,
             lib_mounts: &plan.mounts,
@@ -300,7 +352,7 @@ pub fn generate(
 
 /// The app metadata of `-a` (`given`, already read), or from the image
 /// (then removed from the bundle), with `-x` applied.
-fn load_app(
+pub(crate) fn load_app(
     rootfs: &Path,
     image: &ResolvedImage,
     given: Option<AppMetadata>,

@@ -1,6 +1,6 @@
 //! `bundlegen generate`: BundleGen's command, flag for flag, plus ours.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -11,10 +11,11 @@ use bundlegen::bundle::archive::{Compression, IpkLayout};
 use bundlegen::appmeta::{AppMetadata, check_appid};
 use bundlegen::bundle::config::Mode;
 use bundlegen::bundle::generate::{self, ArchiveKind, GenerateOptions};
-use bundlegen::image::{ImageRef, OpenImage, OpenOptions, Selector};
+use bundlegen::bundle::multi;
+use bundlegen::image::{ImageRef, OpenImage, OpenOptions, ResolvedImage, Selector};
 use bundlegen::libmatch::{self, MatchOptions};
 use bundlegen::operator::Operator;
-use bundlegen::platform::{self, LoadOptions};
+use bundlegen::platform::{self, LoadOptions, Platform};
 
 use super::image_args::FlattenArgs;
 
@@ -57,9 +58,12 @@ pub struct GenerateArgs {
     #[arg(value_name = "OUTPUTDIR")]
     pub outputdir: PathBuf,
     /// Platform template name (exact match in the search paths, or a
-    /// built-in: qemuarm64, qemux86-64), or a path to a template file
-    #[arg(short, long, env = "RDK_PLATFORM", value_name = "NAME")]
-    pub platform: String,
+    /// built-in: qemuarm64, qemux86-64), or a path to a template file.
+    /// Repeat it (or give a comma-separated list) to generate for several
+    /// platforms from one flattening of the image: each bundle is then
+    /// OUTPUTDIR/<platform>, its archive OUTPUTDIR/<platform>.tar.gz
+    #[arg(short, long, env = "RDK_PLATFORM", value_name = "NAME", required = true, value_delimiter = ',')]
+    pub platform: Vec<String>,
     /// Directory searched (recursively) for platform templates; repeatable
     #[arg(short = 's', long = "searchpath", value_name = "DIR")]
     pub searchpath: Vec<PathBuf>,
@@ -109,7 +113,9 @@ pub struct GenerateArgs {
     /// Write only the bundle directory
     #[arg(long)]
     pub no_archive: bool,
-    /// Write a JSON report of every decision to FILE
+    /// Write a JSON report of every decision to FILE; with several
+    /// platforms, each platform's report goes to OUTPUTDIR/<platform>.report.json
+    /// and FILE gets the summary of every platform's result
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// Always set the app's resources.ram as the memory limit and refuse
@@ -128,6 +134,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub no_prune: bool,
     /// Also write the final rootfs as a single-layer OCI image layout
+    /// (DIR/<platform> for each of several platforms)
     #[arg(long, value_name = "DIR")]
     pub oci_output: Option<PathBuf>,
     /// Worker threads (default: one per core); the output does not depend on it
@@ -174,7 +181,14 @@ fn run_generate(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
         None => None,
     };
     let load = LoadOptions { overlay_values: operator.iter().filter_map(Operator::platform_overlay).collect(), ..load };
-    let platform = platform::load(&args.platform, &load, console).map_err(|e| Failure::BadInput(e.into()))?;
+    let platforms = args
+        .platform
+        .iter()
+        .map(|name| platform::load(name, &load, console).map_err(|e| Failure::BadInput(e.into())))
+        .collect::<Result<Vec<_>, _>>()?;
+    if platforms.len() > 1 {
+        check_platform_names(&platforms)?;
+    }
     // Every input is read before the image is opened (which may mean a
     // download): the app metadata file and the -x id.
     let app_metadata = match &args.appmetadata {
@@ -188,16 +202,21 @@ fn run_generate(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
     let reference = ImageRef::parse(&args.image).map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
     let source = OpenImage::open(&reference, &OpenOptions { creds: args.creds.clone(), temp_dir: None })
         .map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
-    // Pick the platform's architecture from a multi-platform image; a
+    // Pick each platform's architecture from a multi-platform image; a
     // single-platform image of another architecture is resolved anyway so
     // that the compatibility check reports it (exit 2), not "no match".
-    let selector = Selector { tag: reference.tag().map(str::to_owned), arch: platform.oci_arch().map(str::to_owned), variant: None, os: None };
-    let image = match source.resolve(&selector) {
-        Ok(image) => image,
-        Err(first) => source
-            .resolve(&Selector { arch: None, ..selector })
-            .map_err(|_| Failure::from(bundlegen::error::Error::from(first)))?,
-    };
+    let images = platforms
+        .iter()
+        .map(|platform| {
+            let selector = Selector { tag: reference.tag().map(str::to_owned), arch: platform.oci_arch().map(str::to_owned), variant: None, os: None };
+            match source.resolve(&selector) {
+                Ok(image) => Ok(image),
+                Err(first) => source
+                    .resolve(&Selector { arch: None, ..selector })
+                    .map_err(|_| Failure::from(bundlegen::error::Error::from(first))),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
 
     let archive = if args.no_archive {
         ArchiveKind::None
@@ -214,8 +233,13 @@ fn run_generate(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
         })
     };
     let source_date_epoch = source_date_epoch().map_err(Failure::BadInput)?;
-    let opts = GenerateOptions {
-        platform: &platform,
+    // --oci-output DIR: DIR/<platform> for each of several platforms.
+    let oci_outputs: Vec<Option<PathBuf>> = platforms
+        .iter()
+        .map(|p| args.oci_output.as_ref().map(|dir| if platforms.len() > 1 { dir.join(&p.name) } else { dir.clone() }))
+        .collect();
+    let options = |platform, oci_output| GenerateOptions {
+        platform,
         app_metadata: app_metadata.as_ref(),
         app_id: args.appid.as_deref(),
         operator: operator.as_ref(),
@@ -236,12 +260,17 @@ fn run_generate(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
         overwrite: args.yes,
         archive,
         strict: args.strict,
-        oci_output: args.oci_output.as_deref(),
+        oci_output,
         source_date_epoch,
         threads: args.threads,
         flatten: args.flatten.options(),
     };
-    let report = generate::generate(&source, &image, &args.outputdir, &opts, console).map_err(|e| vanished(&args.outputdir, e))?;
+    if platforms.len() > 1 {
+        return run_multi(&args, &source, &platforms, &images, &oci_outputs, archive, options, console, started);
+    }
+    let (platform, image) = (&platforms[0], &images[0]);
+    let opts = options(platform, oci_outputs[0].as_deref());
+    let report = generate::generate(&source, image, &args.outputdir, &opts, console).map_err(|e| vanished(&args.outputdir, e))?;
     if let Some(path) = &args.report {
         let mut json = serde_json::to_vec_pretty(&report).context("cannot encode the report").map_err(Failure::Processing)?;
         json.push(b'\n');
@@ -249,24 +278,172 @@ fn run_generate(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
             .with_context(|| format!("cannot write the report {}", path.display()))
             .map_err(Failure::Processing)?;
     }
-    let from_device = report.libraries.mounts.len();
-    console.note(&format!(
-        "generated {} for {} ({} mode): {} libraries from the device, {} files removed, rootfs {} MiB (image {} MiB){} in {:.2}s",
-        report.app_id,
-        report.platform,
-        report.mode,
-        from_device,
-        report.files.removed,
-        report.bytes.bundle >> 20,
-        report.bytes.image >> 20,
-        report.archive.as_ref().map(|a| format!(", archive {} ({} KiB)", a.path.display(), a.size >> 10)).unwrap_or_default(),
-        started.elapsed().as_secs_f64()
-    ));
+    console.note(&generated(&report, started));
     // BundleGen's last line, which scripts look for: the absolute path of
     // the archive (of the bundle directory with --no-archive).
     let done = generate::archive_path(&args.outputdir, archive).unwrap_or_else(|| args.outputdir.clone());
     let done = std::path::absolute(&done).unwrap_or(done);
     console.note(&format!("Successfully generated bundle at {}", done.display()));
+    Ok(())
+}
+
+/// The line saying what was generated.
+fn generated(report: &generate::Report, started: Instant) -> String {
+    format!(
+        "generated {} for {} ({} mode): {} libraries from the device, {} files removed, rootfs {} MiB (image {} MiB){} in {:.2}s",
+        report.app_id,
+        report.platform,
+        report.mode,
+        report.libraries.mounts.len(),
+        report.files.removed,
+        report.bytes.bundle >> 20,
+        report.bytes.image >> 20,
+        report.archive.as_ref().map(|a| format!(", archive {} ({} KiB)", a.path.display(), a.size >> 10)).unwrap_or_default(),
+        started.elapsed().as_secs_f64()
+    )
+}
+
+/// Several platforms: each bundle is `OUTPUTDIR/<platform>`. Every
+/// platform's result is shown; the exit status is the worst of them.
+#[allow(clippy::too_many_arguments)]
+fn run_multi<'a>(
+    args: &GenerateArgs,
+    source: &OpenImage,
+    platforms: &'a [Platform],
+    images: &'a [ResolvedImage],
+    oci_outputs: &'a [Option<PathBuf>],
+    archive: ArchiveKind,
+    options: impl Fn(&'a Platform, Option<&'a Path>) -> GenerateOptions<'a>,
+    console: &Console,
+    started: Instant,
+) -> Result<(), Failure> {
+    let targets: Vec<multi::Target<'_>> = platforms
+        .iter()
+        .zip(images)
+        .zip(oci_outputs)
+        .map(|((platform, image), oci)| multi::Target { image, outputdir: args.outputdir.join(&platform.name), opts: options(platform, oci.as_deref()) })
+        .collect();
+    let outcomes = multi::generate_all(source, &targets, console);
+
+    let mut summary = Vec::new();
+    let mut worst: Option<Failure> = None;
+    for outcome in outcomes {
+        let name = outcome.platform.clone();
+        let entry = match outcome.result {
+            Ok(report) => {
+                let report_file = match &args.report {
+                    Some(_) => Some(write_report(&args.outputdir.join(format!("{name}.report.json")), &report)?),
+                    None => None,
+                };
+                console.note(&format!("{name}: {}", generated(&report, started)));
+                let done = generate::archive_path(&outcome.outputdir, archive).unwrap_or_else(|| outcome.outputdir.clone());
+                let done = std::path::absolute(&done).unwrap_or(done);
+                console.note(&format!("Successfully generated bundle at {}", done.display()));
+                serde_json::json!({
+                    "platform": name,
+                    "status": "generated",
+                    "exitCode": 0,
+                    "bundle": outcome.outputdir,
+                    "archive": report.archive.as_ref().map(|a| &a.path),
+                    "report": report_file,
+                })
+            }
+            Err(e) => {
+                let failure = failure_of(e, &outcome.outputdir);
+                let code = failure.exit_code();
+                eprintln!("{name}: failed (exit {code}):");
+                super::report(failure.error());
+                let entry = serde_json::json!({
+                    "platform": name,
+                    "status": status_of(code),
+                    "exitCode": code,
+                    "error": failure.error().chain().map(ToString::to_string).collect::<Vec<_>>(),
+                });
+                if worst.as_ref().is_none_or(|w| w.exit_code() < code) {
+                    worst = Some(failure);
+                }
+                entry
+            }
+        };
+        summary.push(entry);
+    }
+    if let Some(path) = &args.report {
+        write_report(path, &serde_json::json!({ "platforms": summary }))?;
+    }
+    let failed: Vec<String> = summary
+        .iter()
+        .filter(|e| e["exitCode"] != 0)
+        .map(|e| format!("{} ({}, exit {})", e["platform"].as_str().unwrap_or_default(), e["status"].as_str().unwrap_or_default(), e["exitCode"]))
+        .collect();
+    console.note(&format!(
+        "summary: {} of {} platforms generated{} in {:.2}s",
+        summary.len() - failed.len(),
+        summary.len(),
+        if failed.is_empty() { String::new() } else { format!("; failed: {}", failed.join(", ")) },
+        started.elapsed().as_secs_f64()
+    ));
+    match worst {
+        None => Ok(()),
+        Some(w) => {
+            let message = anyhow::anyhow!("{} of {} platforms failed: {}", failed.len(), summary.len(), failed.join(", "));
+            Err(match w {
+                Failure::BadInput(_) => Failure::BadInput(message),
+                Failure::Incompatible(_) => Failure::Incompatible(message),
+                Failure::Processing(_) => Failure::Processing(message),
+            })
+        }
+    }
+}
+
+fn status_of(code: u8) -> &'static str {
+    match code {
+        1 => "bad input",
+        2 => "incompatible",
+        _ => "failed",
+    }
+}
+
+/// A platform's error as the single run would report it.
+fn failure_of(e: std::sync::Arc<bundlegen::error::Error>, outputdir: &Path) -> Failure {
+    use bundlegen::error::Category;
+    let failure = match std::sync::Arc::try_unwrap(e) {
+        Ok(e) => vanished(outputdir, e),
+        // Shared by several platforms (a shared step failed).
+        Err(shared) => match shared.category() {
+            Category::BadInput => Failure::BadInput(anyhow::Error::new(shared)),
+            Category::Incompatible => Failure::Incompatible(anyhow::Error::new(shared)),
+            Category::Failed => Failure::Processing(anyhow::Error::new(shared)),
+        },
+    };
+    failure.with_replace_help(|_| "pass -y to replace it".into())
+}
+
+fn write_report(path: &Path, value: &impl serde::Serialize) -> Result<PathBuf, Failure> {
+    let mut json = serde_json::to_vec_pretty(value).context("cannot encode the report").map_err(Failure::Processing)?;
+    json.push(b'\n');
+    bundlegen::staging::StagedFile::write(path, &json)
+        .with_context(|| format!("cannot write the report {}", path.display()))
+        .map_err(Failure::Processing)?;
+    Ok(path.to_owned())
+}
+
+/// Several platforms: each name becomes a directory in OUTPUTDIR, so it
+/// must be a plain file name, and given once.
+fn check_platform_names(platforms: &[Platform]) -> Result<(), Failure> {
+    let mut seen = std::collections::BTreeSet::new();
+    for p in platforms {
+        let name = p.name.as_str();
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+            return Err(Failure::BadInput(anyhow::anyhow!(
+                "platform {name:?}: the name cannot be a directory name in OUTPUTDIR\nhelp: give the template a plain name"
+            )));
+        }
+        if !seen.insert(name) {
+            return Err(Failure::BadInput(anyhow::anyhow!(
+                "platform {name} is given twice\nhelp: name each platform once"
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -19,6 +19,7 @@ mod issue11;
 mod issue11_cli;
 mod issue11_errors;
 mod init_scope;
+mod multi_platform;
 mod layout_edit;
 mod libmatch;
 mod libmatch_host;
