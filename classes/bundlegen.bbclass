@@ -10,8 +10,13 @@
 # (after do_image_oci, before do_image_complete):
 #
 #     inherit image image-oci bundlegen
-#     IMAGE_FSTYPES += "oci"
+#     IMAGE_FSTYPES = "container oci"
+#     IMAGE_CONTAINER_NO_DUMMY = "1"
 #     BUNDLEGEN_PLATFORMS = "qemuarm64 rpi4"
+#
+# (image-oci's "oci" type builds on "container", which oe-core adds only
+# when "container" is in IMAGE_FSTYPES itself; a container image needs
+# IMAGE_CONTAINER_NO_DUMMY = "1" or linux-dummy as its kernel.)
 #
 # Host side: a device image gets bundles of other container image recipes
 # in ${IMAGE_ROOTFS}${BUNDLEGEN_INSTALL_DIR}, made for the device's own
@@ -270,6 +275,44 @@ def bundlegen_input_files(d):
             files.append("%s/./%s:%s" % (os.path.dirname(value), os.path.basename(value), os.path.exists(value)))
     return " ".join(files)
 
+# Container side: the image types must be right before image.bbclass's own
+# anonymous python looks at IMAGE_FSTYPES (it stops with "No IMAGE_CMD
+# defined for IMAGE_FSTYPES entry 'container'", which names no fix), so this
+# check runs on RecipePreFinalise, after the deferred inherits and before
+# any anonymous python.
+def bundlegen_check_image_types(d):
+    if not (d.getVar("BUNDLEGEN_PLATFORMS") or "").split():
+        return
+    fstypes = (d.getVar("IMAGE_FSTYPES") or "").split()
+    if "oci" not in fstypes:
+        bundlegen_fail(d, "BUNDLEGEN_PLATFORMS",
+                       "bundles are made from the image's OCI layout, but 'oci' is not in IMAGE_FSTYPES (%s)"
+                       % " ".join(fstypes),
+                       'set IMAGE_FSTYPES = "container oci" and IMAGE_CONTAINER_NO_DUMMY = "1", and inherit '
+                       'image-oci (meta-virtualization), or leave BUNDLEGEN_PLATFORMS empty')
+    if not bb.data.inherits_class("image-oci", d):
+        bundlegen_fail(d, "BUNDLEGEN_PLATFORMS", "the image does not inherit image-oci",
+                       "inherit image-oci (meta-virtualization) in %s" % d.getVar("PN"))
+    if "container" not in fstypes:
+        bundlegen_fail(d, "IMAGE_FSTYPES",
+                       "'oci' needs 'container' in IMAGE_FSTYPES too (%s): image-oci sets "
+                       "IMAGE_TYPEDEP:oci = \"container tar.bz2\" and oe-core adds the container type only "
+                       "when it is listed" % " ".join(fstypes),
+                       'set IMAGE_FSTYPES = "container oci" and IMAGE_CONTAINER_NO_DUMMY = "1"')
+    if d.getVar("IMAGE_CONTAINER_NO_DUMMY") != "1" and \
+            "linux-dummy" not in (d.getVar("PREFERRED_PROVIDER_virtual/kernel") or ""):
+        bundlegen_fail(d, "IMAGE_CONTAINER_NO_DUMMY",
+                       "a 'container' image wants PREFERRED_PROVIDER_virtual/kernel = \"linux-dummy\" or "
+                       "IMAGE_CONTAINER_NO_DUMMY = \"1\", else oe-core skips the recipe",
+                       'set IMAGE_CONTAINER_NO_DUMMY = "1" in %s' % d.getVar("PN"))
+
+python bundlegen_image_types_handler() {
+    bundlegen_check_image_types(e.data)
+}
+bundlegen_image_types_handler[doc] = "RecipePreFinalise: checks IMAGE_FSTYPES of container-side images"
+addhandler bundlegen_image_types_handler
+bundlegen_image_types_handler[eventmask] = "bb.event.RecipePreFinalise"
+
 # The dependencies and tasks depend on the values of BUNDLEGEN_*: only
 # anonymous python can add them, and it fails early with clear messages.
 # nooelint: oelint.task.noanonpython
@@ -297,16 +340,6 @@ python () {
     signature = " ".join(d.getVar("BUNDLEGEN_SIGNATURE_VARS").split())
 
     if platforms:
-        fstypes = (d.getVar("IMAGE_FSTYPES") or "").split()
-        if "oci" not in fstypes:
-            bundlegen_fail(d, "BUNDLEGEN_PLATFORMS",
-                           "bundles are made from the image's OCI layout, but 'oci' is not in IMAGE_FSTYPES (%s)"
-                           % " ".join(fstypes),
-                           'add IMAGE_FSTYPES += "oci" and inherit image-oci (meta-virtualization), '
-                           'or leave BUNDLEGEN_PLATFORMS empty')
-        if not bb.data.inherits_class("image-oci", d):
-            bundlegen_fail(d, "BUNDLEGEN_PLATFORMS", "the image does not inherit image-oci",
-                           "inherit image-oci (meta-virtualization) in %s" % d.getVar("PN"))
         for platform in platforms:
             bundlegen_check_platform(d, "BUNDLEGEN_PLATFORMS", platform)
         bb.build.addtask("do_bundlegen_bundles", "do_image_complete", "do_image_oci", d)
