@@ -293,6 +293,11 @@ def bundlegen_check_image_types(d):
     if not bb.data.inherits_class("image-oci", d):
         bundlegen_fail(d, "BUNDLEGEN_PLATFORMS", "the image does not inherit image-oci",
                        "inherit image-oci (meta-virtualization) in %s" % d.getVar("PN"))
+    if not d.getVar("OCI_IMAGE_TAG"):
+        bundlegen_fail(d, "OCI_IMAGE_TAG",
+                       "it is empty: image-oci then runs `umoci new --image <layout>:`, which umoci refuses "
+                       "(its shell fallback to 'initial-tag' never applies, as bitbake expands the variable first)",
+                       'leave OCI_IMAGE_TAG unset (image-oci uses "latest") or give it a tag')
     if "container" not in fstypes:
         bundlegen_fail(d, "IMAGE_FSTYPES",
                        "'oci' needs 'container' in IMAGE_FSTYPES too (%s): image-oci sets "
@@ -423,9 +428,15 @@ def bundlegen_link(d, directory, name, link):
             os.remove(path)
         os.symlink(name, path)
 
+def bundlegen_oci_link(basename, tag):
+    """The name of image-oci's link to an image's OCI layout:
+    ${IMAGE_BASENAME}-<tag>-oci, with each ':' of the tag written as '_'
+    (file names cannot hold it); the layout's index keeps the tag itself."""
+    return "%s-%s-oci" % (basename, tag.replace(":", "_"))
+
 def bundlegen_oci_layout(d, directory, basename, tag):
     """The OCI layout image-oci wrote for an image, as an image reference."""
-    layout = os.path.join(directory, "%s-%s-oci" % (basename, tag))
+    layout = os.path.join(directory, bundlegen_oci_link(basename, tag))
     if not os.path.isdir(layout):
         return None
     return "oci:%s:%s" % (os.path.realpath(layout), tag)
@@ -434,11 +445,12 @@ python do_bundlegen_bundles() {
     import shutil
 
     imgdeploydir = d.getVar("IMGDEPLOYDIR")
-    tag = d.getVar("OCI_IMAGE_TAG") or "latest"
+    tag = d.getVar("OCI_IMAGE_TAG")
     image = bundlegen_oci_layout(d, imgdeploydir, d.getVar("IMAGE_BASENAME"), tag)
     if image is None:
-        bb.fatal("BUNDLEGEN_PLATFORMS: no OCI layout %s-%s-oci in %s\n  fix: keep 'oci' in IMAGE_FSTYPES and "
-                 "OCI_IMAGE_TAG as image-oci uses it" % (d.getVar("IMAGE_BASENAME"), tag, imgdeploydir))
+        bb.fatal("BUNDLEGEN_PLATFORMS: no OCI layout %s in %s\n  fix: keep 'oci' in IMAGE_FSTYPES and "
+                 "OCI_IMAGE_TAG as image-oci uses it"
+                 % (bundlegen_oci_link(d.getVar("IMAGE_BASENAME"), tag), imgdeploydir))
     suffix = {"gzip": ".tar.gz", "zstd": ".tar.zst", "none": ".tar"}[d.getVar("BUNDLEGEN_COMPRESSION")]
     workdir = d.getVar("BUNDLEGEN_WORKDIR")
     runtime = d.getVar("BUNDLEGEN_RUNTIME")
@@ -586,9 +598,9 @@ python bundlegen_install_containers() {
     for c in containers:
         image = bundlegen_oci_layout(d, deploy, c["recipe"], c["tag"])
         if image is None:
-            bb.fatal("BUNDLEGEN_CONTAINERS: entry '%s': no OCI layout %s-%s-oci in %s\n  fix: the recipe must be "
+            bb.fatal("BUNDLEGEN_CONTAINERS: entry '%s': no OCI layout %s in %s\n  fix: the recipe must be "
                      "an image with 'oci' in IMAGE_FSTYPES, and tag= must match its OCI_IMAGE_TAG"
-                     % (c["entry"], c["recipe"], c["tag"], deploy))
+                     % (c["entry"], bundlegen_oci_link(c["recipe"], c["tag"]), deploy))
         platform = c["platform"] or device
         libs = None if c["platform"] else device_libs
         if c["platform"] and not os.path.isabs(c["platform"]):

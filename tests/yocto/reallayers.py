@@ -298,37 +298,63 @@ class RealLayers:
 
     # Running kas and bitbake -----------------------------------------------
 
-    def builddir(self, machine):
-        return CACHE / self.release / ("build-%s" % machine)
-
-    def kas_env(self, machine):
-        env = {
-            "KAS_WORK_DIR": str(self.workdir),
-            "KAS_BUILD_DIR": str(self.builddir(machine)),
-            "DL_DIR": str(CACHE / "downloads"),
-            "SSTATE_DIR": str(CACHE / self.release / "sstate"),
-        }
-        if self.premirrors:
-            env["KAS_PREMIRRORS"] = self.premirrors
-        return env
+    def builddir(self, machine, kind="build"):
+        """The build directory: `build` for whole-layer parses, `tasks` for
+        `bitbake -b` runs with tests/yocto/kas/tasks.yml."""
+        return CACHE / self.release / ("%s-%s" % (kind, machine))
 
     def kas_files(self, machine, extra=()):
         files = ["%s/%s.yml" % (KAS_DIR, machine), TEST_KAS] + list(extra)
         return ":".join(str(self.layer / f) for f in files)
 
-    def bitbake(self, machine, command, extra_kas=(), timeout=3600, check=True):
+    def bitbake(self, machine, command, extra_kas=(), kind="build", env=None, timeout=3600, check=True):
         """Runs `command` (a shell command line, e.g. "bitbake -p") in the
         machine's build environment, as kas sets it up from the kas files."""
-        for d in (self.workdir, self.builddir(machine), CACHE / "downloads", CACHE / self.release / "sstate"):
-            d.mkdir(parents=True, exist_ok=True)
-            self.runner.chown(d)
+        extra = {
+            "KAS_WORK_DIR": str(self.workdir),
+            "KAS_BUILD_DIR": str(self.builddir(machine, kind)),
+            "DL_DIR": str(CACHE / "downloads"),
+            "SSTATE_DIR": str(CACHE / self.release / "sstate"),
+        }
+        if self.premirrors:
+            extra["KAS_PREMIRRORS"] = self.premirrors
+        extra.update(env or {})
+        for key in ("KAS_WORK_DIR", "KAS_BUILD_DIR", "DL_DIR", "SSTATE_DIR"):
+            path = pathlib.Path(extra[key])
+            if not path.is_dir():
+                path.mkdir(parents=True)
+                self.runner.chown(path)
         kas = kas_command()
         start = time.monotonic()
         result = self.runner.run([kas, "shell", self.kas_files(machine, extra_kas), "-c", command],
-                                 cwd=self.layer, extra_env=self.kas_env(machine), timeout=timeout, check=False)
-        _log_time("%s %s: %s (exit %d)" % (self.release, machine, command, result.returncode),
+                                 cwd=self.layer, extra_env=extra, timeout=timeout, check=False)
+        _log_time("%s %s/%s: %s (exit %d)" % (self.release, kind, machine, command, result.returncode),
                   time.monotonic() - start)
         if check and result.returncode != 0:
             raise SetupError("`%s` for %s failed (exit %d):\n%s"
                              % (command, machine, result.returncode, result.stdout[-8000:]))
         return result
+
+
+def cargo_crates(lock):
+    """Paths of the .crate files of every crates.io package in `lock`, as
+    cargo downloads them (`cargo fetch --locked`, from crates.io)."""
+    import tomllib
+    env = dict(os.environ)
+    result = subprocess.run(["cargo", "fetch", "--locked", "--manifest-path", str(lock.parent / "Cargo.toml")],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        raise SetupError("cargo fetch failed (crates.io must be reachable):\n%s" % result.stdout[-4000:])
+    home = pathlib.Path(os.environ.get("CARGO_HOME", pathlib.Path.home() / ".cargo"))
+    caches = sorted((home / "registry" / "cache").glob("index.crates.io-*"))
+    packages = [p for p in tomllib.loads(lock.read_text())["package"] if p.get("source")]
+    found = {}
+    for p in packages:
+        name = "%s-%s.crate" % (p["name"], p["version"])
+        for cache in caches:
+            if (cache / name).is_file():
+                found[name] = cache / name
+                break
+        else:
+            raise SetupError("cargo fetch did not leave %s in %s" % (name, home / "registry" / "cache"))
+    return found

@@ -49,6 +49,16 @@ def test_container_without_no_dummy_names_the_fix(build):
     assert 'fix: set IMAGE_CONTAINER_NO_DUMMY = "1" in %s' % APP in msg
 
 
+def test_empty_oci_image_tag_names_the_fix(build):
+    """image-oci cannot write an image with an empty tag (umoci refuses
+    `<layout>:`); the class says so at parse time."""
+    with pytest.raises(harness.BitbakeError) as e:
+        build('OCI_IMAGE_TAG:pn-%s = ""\nBUNDLEGEN_PLATFORMS:pn-%s = "qemux86-64"\n' % (APP, APP))
+    msg = str(e.value)
+    assert "OCI_IMAGE_TAG: it is empty: image-oci then runs `umoci new --image <layout>:`, which umoci refuses" in msg
+    assert "fix: leave OCI_IMAGE_TAG unset" in msg
+
+
 def test_stand_in_refuses_oci_alone_as_oe_core_does(build):
     """The stand-in image classes fail on "oci" without "container", as the
     real ones do (the issue no test saw before), when the class is unused."""
