@@ -491,6 +491,10 @@ def bundlegen_platform_init(d, outdir):
     pkgdata = d.getVar("PKGDATA_DIR")
     if pkgdata and os.path.isdir(pkgdata):
         args += ["--pkgdata", pkgdata]
+    # oe-core writes the image manifest in ROOTFS_POSTUNINSTALL_COMMAND, after
+    # ROOTFS_POSTPROCESS_COMMAND: the host side (bundlegen_install_containers)
+    # never has it, and takes package versions from PKGDATA_DIR's PKGV alone;
+    # the BSP side (do_bundlegen_platform, after do_image) has it.
     manifest = os.path.join(d.getVar("IMGDEPLOYDIR"), d.getVar("IMAGE_NAME") + ".manifest")
     if os.path.isfile(manifest):
         args += ["--manifest", manifest]

@@ -52,6 +52,9 @@ NEEDS = ("the real-layer tests need ../shared/yocto-layers or network access to 
          "layer repositories")
 
 
+_LOCK = None
+
+
 class SetupError(Exception):
     """The real layers cannot be used here; the message says why."""
 
@@ -167,16 +170,18 @@ class RealLayers:
     # Setup ---------------------------------------------------------------
 
     def lock(self):
+        """Takes the cache's lock for this process (once, however many
+        releases are set up)."""
+        global _LOCK
         CACHE.mkdir(parents=True, exist_ok=True)
-        self.runner.chown(CACHE) if self.runner.user and CACHE.stat().st_uid != self.runner.user.pw_uid else None
-        self.lockfile = open(CACHE / ".lock", "a+")
-        fcntl.flock(self.lockfile, fcntl.LOCK_EX)
+        if self.runner.user and CACHE.stat().st_uid != self.runner.user.pw_uid:
+            self.runner.chown(CACHE)
+        if _LOCK is None:
+            _LOCK = open(CACHE / ".lock", "a+")
+            fcntl.flock(_LOCK, fcntl.LOCK_EX)
 
     def unlock(self):
-        if self.lockfile:
-            fcntl.flock(self.lockfile, fcntl.LOCK_UN)
-            self.lockfile.close()
-            self.lockfile = None
+        pass  # held until the process ends
 
     def setup(self):
         self.lock()
@@ -305,6 +310,8 @@ class RealLayers:
 
     def kas_files(self, machine, extra=()):
         files = ["%s/%s.yml" % (KAS_DIR, machine), TEST_KAS] + list(extra)
+        if self.release != "wrynose":
+            files.insert(2, "tests/yocto/kas/%s.yml" % self.release)
         return ":".join(str(self.layer / f) for f in files)
 
     def bitbake(self, machine, command, extra_kas=(), kind="build", env=None, timeout=3600, check=True):

@@ -119,3 +119,39 @@ def test_class_reads_the_link_image_oci_writes(container_env):
     assert "ln -sfn $image_name %s-$image_tag-oci" % basename in body
     assert "umoci new --image $image_name:%s" % tag in body
     assert "do_bundlegen_bundles" in container_env
+
+
+# scarthgap (Yocto 5.0 LTS): the class and the demo parse there too ---------
+
+@pytest.fixture(scope="session")
+def scarthgap(real):
+    try:
+        return reallayers.RealLayers("scarthgap").setup()
+    except reallayers.SetupError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def scarthgap_container(scarthgap):
+    """bitbake -p, then -e of the demo container, on scarthgap (qemux86-64)."""
+    parse = scarthgap.bitbake("qemux86-64", "bitbake -p", check=False)
+    env = scarthgap.bitbake("qemux86-64", "bitbake -e %s" % CONTAINER, check=False) if parse.returncode == 0 else None
+    return parse, env
+
+
+def test_scarthgap_parses_with_no_error_and_no_warning_from_our_layers(scarthgap_container):
+    parse, _ = scarthgap_container
+    assert parse.returncode == 0, parse.stdout[-8000:]
+    assert messages(parse.stdout, "ERROR") == []
+    assert [m for m in messages(parse.stdout, "WARNING") if any(p in m for p in OUR_LAYERS)] == []
+
+
+def test_scarthgap_image_oci_is_single_layer_and_the_link_matches(scarthgap_container):
+    _, env = scarthgap_container
+    assert env is not None and env.returncode == 0
+    body = shell_function(env.stdout, "do_image_oci")
+    assert "OCI_LAYER_MODE" not in body and "oci-layer-rootfs" not in body
+    # scarthgap links with `ln -sf`, wrynose with `ln -sfn`: the same name
+    assert "ln -sf $image_name %s-$image_tag-oci" % CONTAINER in body
+    assert 'image_tag="latest"' in body
+    assert "do_bundlegen_bundles" in env.stdout

@@ -7,10 +7,10 @@
 # runs the image's own earlier tasks; those are the stand-ins:
 #
 # - every task of an image other than do_image_oci, do_bundlegen_bundles,
-#   do_bundlegen_platform and do_image_complete does nothing (noexec): they
-#   install packages (do_rootfs: no package feeds, their packages need the
-#   cross toolchain, whose sources are not reachable), post-process images,
-#   or stage native tools that are built from sources;
+#   do_bundlegen_platform, do_image_complete and do_clean does nothing
+#   (noexec): they install packages (do_rootfs: no package feeds, and the
+#   packages need the cross toolchain, whose sources are not reachable),
+#   post-process images, or stage native tools that are built from sources;
 # - do_realtest_rootfs (after do_rootfs, before do_image) fills
 #   ${IMAGE_ROOTFS} from ${REALTEST_DIR}/rootfs/${PN}, a small tree the test
 #   makes from this machine's x86-64 files, in place of package installation;
@@ -27,7 +27,7 @@
 # - tasks run without pseudo (fakeroot), which is built from source.
 
 REALTEST_DIR = "${TOPDIR}/stand-ins"
-REALTEST_REAL_TASKS = "do_image_oci do_bundlegen_bundles do_bundlegen_platform do_image_complete do_realtest_rootfs"
+REALTEST_REAL_TASKS = "do_image_oci do_bundlegen_bundles do_bundlegen_platform do_image_complete do_realtest_rootfs do_clean"
 REALTEST_HOST_TOOLS = "umoci rsync jq"
 
 python realtest_standins() {
@@ -50,8 +50,7 @@ python do_realtest_rootfs() {
     import shutil
     rootfs = d.getVar("IMAGE_ROOTFS")
     source = os.path.join(d.getVar("REALTEST_DIR"), "rootfs", d.getVar("PN"))
-    bb.utils.remove(rootfs, recurse=True)
-    shutil.copytree(source, rootfs, symlinks=True)
+    shutil.copytree(source, rootfs, symlinks=True, dirs_exist_ok=True)
     bindir = d.getVar("STAGING_BINDIR_NATIVE")
     bb.utils.mkdirhier(bindir)
     tools = [(os.path.join(d.getVar("REALTEST_DIR"), "bin", "bundlegen"), "bundlegen")]
@@ -71,6 +70,8 @@ python do_realtest_rootfs() {
         bb.build.exec_func(cmd, d)
 }
 do_realtest_rootfs[doc] = "TEST HARNESS stand-in for do_rootfs's package installation"
+# as do_rootfs[cleandirs] and do_image[cleandirs] (IMGMANIFESTDIR)
+do_realtest_rootfs[cleandirs] = "${IMAGE_ROOTFS} ${IMGDEPLOYDIR} ${IMGMANIFESTDIR}"
 
 python () {
     if bb.data.inherits_class("image", d):
