@@ -64,18 +64,10 @@ def _log_time(what, seconds):
         f.write("%s %7.1fs %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds, what))
 
 
-def kas_repos(machine="qemux86-64"):
-    """{name: (url, branch)} of the remote repositories the kas file names."""
-    def load(path):
-        data = yaml.safe_load(path.read_text())
-        merged = {}
-        for inc in data.get("header", {}).get("includes", []):
-            merged.update(load(path.parent / inc))
-        for k, v in data.items():
-            merged[k] = v
-        return merged, data
-    top = REPO / KAS_DIR / ("%s.yml" % machine)
-    common = yaml.safe_load((top.parent / "common.yml").read_text())
+def kas_repos():
+    """{name: (url, branch)} of the remote repositories the kas files name
+    (meta-bundlegen/kas/common.yml, which both machine files include)."""
+    common = yaml.safe_load((REPO / KAS_DIR / "common.yml").read_text())
     default = common.get("defaults", {}).get("repos", {}).get("branch")
     out = {}
     for name, repo in common["repos"].items():
