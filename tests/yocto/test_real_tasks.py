@@ -289,3 +289,22 @@ def test_an_empty_tag_is_refused_at_parse_time(real, standins):
                          extra_kas=["tests/yocto/kas/empty-tag.yml"], task="bundlegen_bundles")
     assert result.returncode != 0
     assert "OCI_IMAGE_TAG: it is empty: image-oci then runs `umoci new --image <layout>:`" in result.stdout
+
+
+def test_update_crates_writes_exactly_what_gen_crates_inc_writes(real):
+    """The recipe's do_update_crates (run by hand or by `devtool upgrade`)
+    rewrites the include from Cargo.lock alone, as scripts/gen-crates-inc
+    does: fuzz/Cargo.lock's crates stay out. The test empties the include
+    of the layer copy first, so the task must write it all."""
+    inc = real.layer / "recipes-tools/bundlegen/bundlegen-crates.inc"
+    committed = (reallayers.REPO / "recipes-tools/bundlegen/bundlegen-crates.inc").read_text()
+    assert (reallayers.REPO / "fuzz/Cargo.lock").is_file()
+    inc.write_text("# emptied by the test\n")
+    real.runner.chown(inc)
+    recipe = "%s/%s" % (real.layer, RECIPE)
+    result = run(real, "bitbake -b %s -c clean && bitbake -b %s -c update_crates" % (recipe, recipe),
+                 reallayers.CACHE / real.release / "dl-crates", check=False)
+    written = inc.read_text()
+    inc.write_text(committed)
+    assert result.returncode == 0, result.stdout[-8000:]
+    assert written == committed

@@ -24,7 +24,10 @@
 #   (package installation per layer) is replaced by copying
 #   ${REALTEST_DIR}/oci-layers/${PN}/layer-<n>-<name> to where image-oci's
 #   shell code reads each layer from;
-# - tasks run without pseudo (fakeroot), which is built from source.
+# - tasks run without pseudo (fakeroot), which is built from source;
+# - bundlegen's do_update_crates runs nativepython3 (python3-native, built
+#   from source): this machine's python3 stands in, through a link in
+#   ${STAGING_BINDIR_NATIVE}.
 
 REALTEST_DIR = "${TOPDIR}/stand-ins"
 REALTEST_REAL_TASKS = "do_image_oci do_bundlegen_bundles do_bundlegen_platform do_image_complete do_realtest_rootfs do_clean"
@@ -85,3 +88,13 @@ python realtest_oci_layers() {
     bb.utils.remove(target, recurse=True)
     shutil.copytree(source, target, symlinks=True)
 }
+
+python realtest_nativepython3() {
+    bindir = d.getVar("STAGING_BINDIR_NATIVE")
+    bb.utils.mkdirhier(bindir)
+    link = os.path.join(bindir, "nativepython3")
+    if os.path.lexists(link):
+        os.remove(link)
+    os.symlink("/usr/bin/python3", link)
+}
+do_update_crates[prefuncs] += "realtest_nativepython3"
