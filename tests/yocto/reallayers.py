@@ -90,6 +90,16 @@ class Runner:
                                  "BUNDLEGEN_YOCTO_USER" % (USER, USER))
         self.home = CACHE / "home"
 
+    def mkdir(self, path):
+        """Makes `path` and its missing parents, owned by the user."""
+        missing = []
+        while not path.is_dir():
+            missing.append(path)
+            path = path.parent
+        for p in reversed(missing):
+            p.mkdir()
+            self.chown(p)
+
     def chown(self, path):
         if self.user:
             subprocess.run(["chown", "-R", "%d:%d" % (self.user.pw_uid, self.user.pw_gid), str(path)], check=True)
@@ -319,10 +329,7 @@ class RealLayers:
             extra["KAS_PREMIRRORS"] = self.premirrors
         extra.update(env or {})
         for key in ("KAS_WORK_DIR", "KAS_BUILD_DIR", "DL_DIR", "SSTATE_DIR"):
-            path = pathlib.Path(extra[key])
-            if not path.is_dir():
-                path.mkdir(parents=True)
-                self.runner.chown(path)
+            self.runner.mkdir(pathlib.Path(extra[key]))
         kas = kas_command()
         start = time.monotonic()
         result = self.runner.run([kas, "shell", self.kas_files(machine, extra_kas), "-c", command],
