@@ -44,7 +44,7 @@ def dot_edges(text):
 
 
 @pytest.fixture(scope="session")
-def task_graph(real, parsed):
+def task_graph(real):
     machine = "qemux86-64"
     real.bitbake(machine, "bitbake -g %s" % HOST)
     return dot_edges((real.builddir(machine) / "task-depends.dot").read_text())
@@ -100,7 +100,7 @@ def variable(env, name):
 
 
 @pytest.fixture(scope="session")
-def container_env(real, parsed):
+def container_env(real):
     return real.bitbake("qemux86-64", "bitbake -e %s" % CONTAINER).stdout
 
 
