@@ -29,3 +29,23 @@ def test_only_the_real_layer_harness_refers_to_shared():
                 offenders.append(rel)
     assert offenders == []
     assert PATTERN.search((harness.REPO / "tests/yocto/reallayers.py").read_text())
+
+
+def test_without_shared_or_network_the_real_layer_tests_say_what_they_need(monkeypatch, tmp_path):
+    """The exact wording other work relies on, when neither ../shared nor
+    the upstream repositories can be had (an unresolvable URL stands for
+    "no network")."""
+    import pytest
+
+    import reallayers
+
+    monkeypatch.setattr(reallayers, "SHARED", tmp_path / "no-such-folder")
+    monkeypatch.setattr(reallayers, "kas_repos", lambda: {"bitbake": ("https://repo.invalid/bitbake", "2.18")})
+    monkeypatch.setattr(reallayers, "CACHE", tmp_path)
+    def as_this_user(self):
+        self.user, self.home = None, tmp_path
+    monkeypatch.setattr(reallayers.Runner, "__init__", as_this_user)
+    with pytest.raises(reallayers.SetupError) as e:
+        reallayers.RealLayers()._check_network()
+    assert str(e.value).startswith("the real-layer tests need ../shared/yocto-layers or network access to the "
+                                   "upstream layer repositories")
