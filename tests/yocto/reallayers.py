@@ -167,7 +167,6 @@ class RealLayers:
         self.origin = None
         self.layer = CACHE / "src" / "bundlegen"
         self.workdir = CACHE / release / "work"
-        self.lockfile = None
 
     # Setup ---------------------------------------------------------------
 
