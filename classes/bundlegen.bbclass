@@ -10,8 +10,13 @@
 # (after do_image_oci, before do_image_complete):
 #
 #     inherit image image-oci bundlegen
-#     IMAGE_FSTYPES += "oci"
+#     IMAGE_FSTYPES = "container oci"
+#     IMAGE_CONTAINER_NO_DUMMY = "1"
 #     BUNDLEGEN_PLATFORMS = "qemuarm64 rpi4"
+#
+# (image-oci's "oci" type builds on "container", which oe-core adds only
+# when "container" is in IMAGE_FSTYPES itself; a container image needs
+# IMAGE_CONTAINER_NO_DUMMY = "1" or linux-dummy as its kernel.)
 #
 # Host side: a device image gets bundles of other container image recipes
 # in ${IMAGE_ROOTFS}${BUNDLEGEN_INSTALL_DIR}, made for the device's own
@@ -270,6 +275,49 @@ def bundlegen_input_files(d):
             files.append("%s/./%s:%s" % (os.path.dirname(value), os.path.basename(value), os.path.exists(value)))
     return " ".join(files)
 
+# Container side: the image types must be right before image.bbclass's own
+# anonymous python looks at IMAGE_FSTYPES (it stops with "No IMAGE_CMD
+# defined for IMAGE_FSTYPES entry 'container'", which names no fix), so this
+# check runs on RecipePreFinalise, after the deferred inherits and before
+# any anonymous python.
+def bundlegen_check_image_types(d):
+    if not (d.getVar("BUNDLEGEN_PLATFORMS") or "").split():
+        return
+    fstypes = (d.getVar("IMAGE_FSTYPES") or "").split()
+    if "oci" not in fstypes:
+        bundlegen_fail(d, "BUNDLEGEN_PLATFORMS",
+                       "bundles are made from the image's OCI layout, but 'oci' is not in IMAGE_FSTYPES (%s)"
+                       % " ".join(fstypes),
+                       'set IMAGE_FSTYPES = "container oci" and IMAGE_CONTAINER_NO_DUMMY = "1", and inherit '
+                       'image-oci (meta-virtualization), or leave BUNDLEGEN_PLATFORMS empty')
+    if not bb.data.inherits_class("image-oci", d):
+        bundlegen_fail(d, "BUNDLEGEN_PLATFORMS", "the image does not inherit image-oci",
+                       "inherit image-oci (meta-virtualization) in %s" % d.getVar("PN"))
+    if not d.getVar("OCI_IMAGE_TAG"):
+        bundlegen_fail(d, "OCI_IMAGE_TAG",
+                       "it is empty: image-oci then runs `umoci new --image <layout>:`, which umoci refuses "
+                       "(its shell fallback to 'initial-tag' never applies, as bitbake expands the variable first)",
+                       'leave OCI_IMAGE_TAG unset (image-oci uses "latest") or give it a tag')
+    if "container" not in fstypes:
+        bundlegen_fail(d, "IMAGE_FSTYPES",
+                       "'oci' needs 'container' in IMAGE_FSTYPES too (%s): image-oci sets "
+                       "IMAGE_TYPEDEP:oci = \"container tar.bz2\" and oe-core adds the container type only "
+                       "when it is listed" % " ".join(fstypes),
+                       'set IMAGE_FSTYPES = "container oci" and IMAGE_CONTAINER_NO_DUMMY = "1"')
+    if d.getVar("IMAGE_CONTAINER_NO_DUMMY") != "1" and \
+            "linux-dummy" not in (d.getVar("PREFERRED_PROVIDER_virtual/kernel") or ""):
+        bundlegen_fail(d, "IMAGE_CONTAINER_NO_DUMMY",
+                       "a 'container' image wants PREFERRED_PROVIDER_virtual/kernel = \"linux-dummy\" or "
+                       "IMAGE_CONTAINER_NO_DUMMY = \"1\", else oe-core skips the recipe",
+                       'set IMAGE_CONTAINER_NO_DUMMY = "1" in %s' % d.getVar("PN"))
+
+python bundlegen_image_types_handler() {
+    bundlegen_check_image_types(e.data)
+}
+bundlegen_image_types_handler[doc] = "RecipePreFinalise: checks IMAGE_FSTYPES of container-side images"
+addhandler bundlegen_image_types_handler
+bundlegen_image_types_handler[eventmask] = "bb.event.RecipePreFinalise"
+
 # The dependencies and tasks depend on the values of BUNDLEGEN_*: only
 # anonymous python can add them, and it fails early with clear messages.
 # nooelint: oelint.task.noanonpython
@@ -297,16 +345,6 @@ python () {
     signature = " ".join(d.getVar("BUNDLEGEN_SIGNATURE_VARS").split())
 
     if platforms:
-        fstypes = (d.getVar("IMAGE_FSTYPES") or "").split()
-        if "oci" not in fstypes:
-            bundlegen_fail(d, "BUNDLEGEN_PLATFORMS",
-                           "bundles are made from the image's OCI layout, but 'oci' is not in IMAGE_FSTYPES (%s)"
-                           % " ".join(fstypes),
-                           'add IMAGE_FSTYPES += "oci" and inherit image-oci (meta-virtualization), '
-                           'or leave BUNDLEGEN_PLATFORMS empty')
-        if not bb.data.inherits_class("image-oci", d):
-            bundlegen_fail(d, "BUNDLEGEN_PLATFORMS", "the image does not inherit image-oci",
-                           "inherit image-oci (meta-virtualization) in %s" % d.getVar("PN"))
         for platform in platforms:
             bundlegen_check_platform(d, "BUNDLEGEN_PLATFORMS", platform)
         bb.build.addtask("do_bundlegen_bundles", "do_image_complete", "do_image_oci", d)
@@ -390,9 +428,15 @@ def bundlegen_link(d, directory, name, link):
             os.remove(path)
         os.symlink(name, path)
 
+def bundlegen_oci_link(basename, tag):
+    """The name of image-oci's link to an image's OCI layout:
+    ${IMAGE_BASENAME}-<tag>-oci, with each ':' of the tag written as '_'
+    (file names cannot hold it); the layout's index keeps the tag itself."""
+    return "%s-%s-oci" % (basename, tag.replace(":", "_"))
+
 def bundlegen_oci_layout(d, directory, basename, tag):
     """The OCI layout image-oci wrote for an image, as an image reference."""
-    layout = os.path.join(directory, "%s-%s-oci" % (basename, tag))
+    layout = os.path.join(directory, bundlegen_oci_link(basename, tag))
     if not os.path.isdir(layout):
         return None
     return "oci:%s:%s" % (os.path.realpath(layout), tag)
@@ -401,11 +445,12 @@ python do_bundlegen_bundles() {
     import shutil
 
     imgdeploydir = d.getVar("IMGDEPLOYDIR")
-    tag = d.getVar("OCI_IMAGE_TAG") or "latest"
+    tag = d.getVar("OCI_IMAGE_TAG")
     image = bundlegen_oci_layout(d, imgdeploydir, d.getVar("IMAGE_BASENAME"), tag)
     if image is None:
-        bb.fatal("BUNDLEGEN_PLATFORMS: no OCI layout %s-%s-oci in %s\n  fix: keep 'oci' in IMAGE_FSTYPES and "
-                 "OCI_IMAGE_TAG as image-oci uses it" % (d.getVar("IMAGE_BASENAME"), tag, imgdeploydir))
+        bb.fatal("BUNDLEGEN_PLATFORMS: no OCI layout %s in %s\n  fix: keep 'oci' in IMAGE_FSTYPES and "
+                 "OCI_IMAGE_TAG as image-oci uses it"
+                 % (bundlegen_oci_link(d.getVar("IMAGE_BASENAME"), tag), imgdeploydir))
     suffix = {"gzip": ".tar.gz", "zstd": ".tar.zst", "none": ".tar"}[d.getVar("BUNDLEGEN_COMPRESSION")]
     workdir = d.getVar("BUNDLEGEN_WORKDIR")
     runtime = d.getVar("BUNDLEGEN_RUNTIME")
@@ -446,6 +491,10 @@ def bundlegen_platform_init(d, outdir):
     pkgdata = d.getVar("PKGDATA_DIR")
     if pkgdata and os.path.isdir(pkgdata):
         args += ["--pkgdata", pkgdata]
+    # oe-core writes the image manifest in ROOTFS_POSTUNINSTALL_COMMAND, after
+    # ROOTFS_POSTPROCESS_COMMAND: the host side (bundlegen_install_containers)
+    # never has it, and takes package versions from PKGDATA_DIR's PKGV alone;
+    # the BSP side (do_bundlegen_platform, after do_image) has it.
     manifest = os.path.join(d.getVar("IMGDEPLOYDIR"), d.getVar("IMAGE_NAME") + ".manifest")
     if os.path.isfile(manifest):
         args += ["--manifest", manifest]
@@ -553,9 +602,9 @@ python bundlegen_install_containers() {
     for c in containers:
         image = bundlegen_oci_layout(d, deploy, c["recipe"], c["tag"])
         if image is None:
-            bb.fatal("BUNDLEGEN_CONTAINERS: entry '%s': no OCI layout %s-%s-oci in %s\n  fix: the recipe must be "
+            bb.fatal("BUNDLEGEN_CONTAINERS: entry '%s': no OCI layout %s in %s\n  fix: the recipe must be "
                      "an image with 'oci' in IMAGE_FSTYPES, and tag= must match its OCI_IMAGE_TAG"
-                     % (c["entry"], c["recipe"], c["tag"], deploy))
+                     % (c["entry"], bundlegen_oci_link(c["recipe"], c["tag"]), deploy))
         platform = c["platform"] or device
         libs = None if c["platform"] else device_libs
         if c["platform"] and not os.path.isabs(c["platform"]):

@@ -36,6 +36,16 @@ require ${BPN}-crates.inc
 
 inherit cargo cargo-update-recipe-crates
 
+# cargo-update-recipe-crates's own do_update_crates (run by hand and by
+# `devtool upgrade`) lists the crates of every Cargo.lock under S, the fuzz
+# workspace's fuzz/Cargo.lock included, and so breaks the include and its
+# test. The include is exactly Cargo.lock's crates.io packages, as
+# scripts/gen-crates-inc writes them: the task runs that script.
+do_update_crates() {
+    nativepython3 ${S}/scripts/gen-crates-inc --lock ${S}/Cargo.lock --output ${THISDIR}/${BPN}-crates.inc
+    bbnote "Updated ${THISDIR}/${BPN}-crates.inc from ${S}/Cargo.lock"
+}
+
 # The package's rust-version (1.90) is what whinlatter ships; wrynose ships
 # 1.94. cargo.bbclass builds --frozen: every crate comes from the include.
 

@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
+import reallayers  # noqa: E402
 
 # Real x86-64 files of this machine: a dynamically linked program and the
 # libraries it needs, so bundlegen scans real ELF files.
@@ -122,3 +123,35 @@ def platform_dir(tmp_path_factory, tool, device_rootfs):
     subprocess.run([tool, "platform", "init", "--rootfs", str(device_rootfs), "--name", "testdev", "-o", str(out)],
                    check=True)
     return out.parent
+
+
+# The real layers (tests/yocto/reallayers.py) ------------------------------
+
+@pytest.fixture(scope="session")
+def real():
+    """The wrynose layers from the kas files, set up once per session; fails
+    (never skips) when they cannot be had."""
+    try:
+        layers = reallayers.RealLayers("wrynose").setup()
+    except reallayers.SetupError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield layers
+    layers.unlock()
+
+
+class _Parses(dict):
+    """`bitbake -p` per machine, in that machine's build directory, run the
+    first time a test asks for the machine."""
+
+    def __init__(self, real):
+        super().__init__()
+        self.real = real
+
+    def __missing__(self, machine):
+        self[machine] = self.real.bitbake(machine, "bitbake -p", check=False)
+        return self[machine]
+
+
+@pytest.fixture(scope="session")
+def parsed(real):
+    return _Parses(real)

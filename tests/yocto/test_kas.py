@@ -23,7 +23,8 @@ def load(path):
     jsonschema.validate(data, SCHEMA)
     merged = {}
     for inc in data.get("header", {}).get("includes", []):
-        merged = merge(merged, load(path.parent / inc))
+        # repo-relative, as kas resolves it (file-relative is deprecated)
+        merged = merge(merged, load(harness.REPO / inc))
     return merge(merged, data)
 
 

@@ -23,9 +23,10 @@ SUPPRESS = [
 
 
 # Variables oelint-adv's database does not know: ours (read from the
-# class, so the list cannot drift) and meta-virtualization's image-oci ones.
+# class, so the list cannot drift), meta-virtualization's image-oci ones and
+# oe-core's image-container one.
 IMAGE_OCI_VARS = ["OCI_LAYER_MODE", "OCI_LAYERS", "OCI_IMAGE_ENTRYPOINT", "OCI_IMAGE_CMD", "OCI_IMAGE_TAG",
-                  "OCI_BASE_IMAGE"]
+                  "OCI_BASE_IMAGE", "IMAGE_CONTAINER_NO_DUMMY"]
 
 
 def known_variables():

@@ -8,7 +8,11 @@ SECTION = "images"
 CVE_PRODUCT = "bundlegen-demo"
 LICENSE = "MIT"
 
-IMAGE_FSTYPES = "oci"
+# image-oci builds on the "container" type (IMAGE_TYPEDEP:oci), which oe-core
+# adds only when "container" is in IMAGE_FSTYPES itself; a container needs
+# no kernel.
+IMAGE_FSTYPES = "container oci"
+IMAGE_CONTAINER_NO_DUMMY = "1"
 IMAGE_FEATURES = ""
 IMAGE_LINGUAS = ""
 NO_RECOMMENDATIONS = "1"

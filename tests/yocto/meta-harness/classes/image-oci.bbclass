@@ -8,6 +8,9 @@
 # the whole rootfs is one layer. OCI_IMAGE_ARCH sets the config's
 # architecture (a test stand-in for the machine's).
 
+# As image-oci does: the oci type builds on "container" (and tar.bz2).
+IMAGE_TYPEDEP:oci = "container tar.bz2"
+
 OCI_IMAGE_TAG ?= "latest"
 OCI_IMAGE_CMD ?= "/bin/sh"
 OCI_IMAGE_ARCH ?= "amd64"

@@ -6,7 +6,10 @@
 # the directory HARNESS_ROOTFS_SOURCE (made by the test) and records
 # IMAGE_INSTALL in ${WORKDIR}/harness-image-install; then it runs
 # ROOTFS_POSTPROCESS_COMMAND as oe-core does. do_image_complete copies
-# ${IMGDEPLOYDIR} to ${DEPLOY_DIR_IMAGE}, as its sstate does.
+# ${IMGDEPLOYDIR} to ${DEPLOY_DIR_IMAGE}, as its sstate does. As oe-core's,
+# it inherits image-container only when "container" is in IMAGE_FSTYPES
+# itself, and every type IMAGE_TYPEDEP adds needs its command unless masked:
+# so "oci" alone fails as it does with the real classes.
 
 IMAGE_BASENAME ?= "${PN}"
 IMAGE_MACHINE_SUFFIX ?= "-${MACHINE}"
@@ -16,6 +19,7 @@ IMAGE_LINK_NAME ?= "${IMAGE_BASENAME}${IMAGE_MACHINE_SUFFIX}"
 IMAGE_ROOTFS = "${WORKDIR}/rootfs"
 IMGDEPLOYDIR = "${WORKDIR}/deploy-${PN}-image-complete"
 IMAGE_FSTYPES ?= "tar"
+IMAGE_TYPES_MASKED ?= ""
 IMAGE_INSTALL ?= ""
 IMAGE_FEATURES ?= ""
 ROOTFS_POSTPROCESS_COMMAND ?= ""
@@ -45,16 +49,30 @@ python do_image_complete() {
 }
 addtask image_complete after do_image before do_build
 
+harness_image_cmd_tar_bz2() {
+    tar --sort=name --mtime=@${SOURCE_DATE_EPOCH} -C ${IMAGE_ROOTFS} -cjf ${IMGDEPLOYDIR}/${IMAGE_NAME}.rootfs.tar.bz2 .
+}
+
 harness_image_cmd_tar() {
     tar --sort=name --mtime=@${SOURCE_DATE_EPOCH} -C ${IMAGE_ROOTFS} -cf ${IMGDEPLOYDIR}/${IMAGE_NAME}.rootfs.tar .
 }
 
+inherit_defer ${@bb.utils.contains('IMAGE_FSTYPES', 'container', 'image-container', '', d)}
+
 python () {
-    for fstype in (d.getVar("IMAGE_FSTYPES") or "").split():
-        cmd = "harness_image_cmd_" + fstype.replace("-", "_")
+    types = []
+    todo = (d.getVar("IMAGE_FSTYPES") or "").split()
+    while todo:
+        t = todo.pop(0)
+        if t not in types:
+            types.append(t)
+            todo += (d.getVar("IMAGE_TYPEDEP:" + t) or "").split()
+    masked = (d.getVar("IMAGE_TYPES_MASKED") or "").split()
+    for fstype in [t for t in types if t not in masked]:
+        cmd = "harness_image_cmd_" + fstype.replace("-", "_").replace(".", "_")
         if d.getVar(cmd, False) is None:
             bb.fatal("No IMAGE_CMD defined for IMAGE_FSTYPES entry '%s' - possibly invalid type name or missing support class" % fstype)
-        task = "do_image_" + fstype.replace("-", "_")
+        task = "do_image_" + fstype.replace("-", "_").replace(".", "_")
         d.setVar(task, "    %s\n" % cmd)
         d.setVarFlag(task, "func", "1")
         d.setVarFlag(task, "vardeps", cmd)
