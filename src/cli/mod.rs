@@ -185,7 +185,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Inspect(args) => inspect::run(args).map_err(Failure::from),
         Command::Platform(args) => platform::run(&args, &console),
         Command::Deps(args) => deps::run(&args, &console),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(args, cli.verbose > 0),
         Command::Completions(args) => completions::completions(&args),
         Command::Man(args) => completions::man(&args),
     };

@@ -65,12 +65,10 @@ pub struct ServeArgs {
     /// Worker threads of each request's generate (default: one per core)
     #[arg(short = 'j', long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
-    /// Also log debug events
-    #[arg(short, long)]
-    pub verbose: bool,
 }
 
-pub fn run(args: ServeArgs) -> Result<(), Failure> {
+/// `debug`: the global `-v` was given; debug events are logged too.
+pub fn run(args: ServeArgs, debug: bool) -> Result<(), Failure> {
     let dotenv = match &args.env_file {
         Some(path) => Some(path.clone()),
         None => std::env::current_dir().ok().and_then(|d| find_dotenv(&d)),
@@ -89,7 +87,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         exe,
         threads: args.threads,
     };
-    let log = Arc::new(Log::new(Box::new(std::io::stderr()), args.verbose));
+    let log = Arc::new(Log::new(Box::new(std::io::stderr()), debug));
     serve::run(&settings, &opts, log).map_err(|e| match e {
         ServeError::Settings(_) => Failure::BadInput(e.into()),
         other => Failure::Processing(other.into()),

@@ -1167,3 +1167,35 @@ fn serve_survives_a_flood_of_malformed_messages() {
     client.send(&pack(&request("after", "qemux86-64", &image, json!({}))));
     assert!(client.replies(1)[0].success);
 }
+
+/// The global `-v`/`-vv` (BundleGen's scripts pass it before the command)
+/// reaches `serve` as its debug switch: a worker that cannot reach its
+/// broker gives up with exit 3 after logging JSON lines, instead of clap
+/// panicking over two `verbose` arguments of different types (found when
+/// the `-v` count and `serve` were merged).
+#[test]
+fn serve_takes_the_global_verbose_flag() {
+    let port = free_port();
+    for flags in [&["-vv", "serve"][..], &["serve", "-v"][..], &["serve"][..]] {
+        let out = Command::new(bin())
+            .args(flags)
+            .args(["--max-reconnects", "1"])
+            .env("RABBITMQ_HOST", "127.0.0.1")
+            .env("RABBITMQ_PORT", port.to_string())
+            .env("BUNDLE_STORE_DIR", std::env::temp_dir())
+            .env("BUNDLEGEN_TMP_DIR", std::env::temp_dir())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bundlegen serve");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{flags:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{flags:?}: {stderr}");
+        let unreachable = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["event"] == "broker.unreachable")
+            .count();
+        assert!(unreachable >= 1, "{flags:?}: no broker.unreachable event: {stderr}");
+        assert!(stderr.contains("error: gave up on the broker"), "{flags:?}: {stderr}");
+    }
+}
