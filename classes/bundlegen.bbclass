@@ -455,26 +455,41 @@ python do_bundlegen_bundles() {
     workdir = d.getVar("BUNDLEGEN_WORKDIR")
     runtime = d.getVar("BUNDLEGEN_RUNTIME")
 
-    for platform in d.getVar("BUNDLEGEN_PLATFORMS").split():
+    platforms = d.getVar("BUNDLEGEN_PLATFORMS").split()
+    args = bundlegen_generate_args(d, runtime)
+    for platform in platforms:
+        args += ["-p", platform]
+    args += ["--compression", d.getVar("BUNDLEGEN_COMPRESSION")]
+    if d.getVar("BUNDLEGEN_APPMETADATA"):
+        args += ["-a", d.getVar("BUNDLEGEN_APPMETADATA")]
+    if d.getVar("BUNDLEGEN_APPID"):
+        args += ["-x", d.getVar("BUNDLEGEN_APPID")]
+    # One call for every platform: the image is flattened and analysed once.
+    # With one platform the bundle is OUTPUTDIR itself (BundleGen's form) and
+    # --report is its report; with several, OUTPUTDIR/<platform> and
+    # OUTPUTDIR/<platform>.report.json, and --report is the summary.
+    if len(platforms) == 1:
+        out = os.path.join(workdir, "%s-bundle-%s" % (d.getVar("IMAGE_NAME"), platforms[0]))
+        report = out + ".report.json"
+    else:
+        out = os.path.join(workdir, "bundles")
+        report = os.path.join(workdir, "summary.json")
+    args += ["--report", report]
+    args += (d.getVar("BUNDLEGEN_EXTRA_ARGS") or "").split() + [image, out]
+    bundlegen_run(d, args, "%s on platform%s %s" % (d.getVar("PN"), "s" if len(platforms) > 1 else "",
+                                                    ", ".join(platforms)), "BUNDLEGEN_PLATFORMS")
+
+    for platform in platforms:
         name = "%s-bundle-%s" % (d.getVar("IMAGE_NAME"), platform)
         link = "%s-bundle-%s" % (d.getVar("IMAGE_LINK_NAME"), platform) if d.getVar("IMAGE_LINK_NAME") else ""
-        out = os.path.join(workdir, name)
-        report = out + ".report.json"
-        args = bundlegen_generate_args(d, runtime)
-        args += ["-p", platform, "--compression", d.getVar("BUNDLEGEN_COMPRESSION"), "--report", report]
-        if d.getVar("BUNDLEGEN_APPMETADATA"):
-            args += ["-a", d.getVar("BUNDLEGEN_APPMETADATA")]
-        if d.getVar("BUNDLEGEN_APPID"):
-            args += ["-x", d.getVar("BUNDLEGEN_APPID")]
-        args += (d.getVar("BUNDLEGEN_EXTRA_ARGS") or "").split() + [image, out]
-        bundlegen_run(d, args, "%s on platform %s" % (d.getVar("PN"), platform), "BUNDLEGEN_PLATFORMS")
-        for produced, ext in ((out + suffix, suffix), (report, ".report.json")):
+        base = out if len(platforms) == 1 else os.path.join(out, platform)
+        for produced, ext in ((base + suffix, suffix), (base + ".report.json", ".report.json")):
             if not os.path.isfile(produced):
                 bb.fatal("bundlegen reported success but wrote no %s" % produced)
             shutil.move(produced, os.path.join(imgdeploydir, name + ext))
             bundlegen_link(d, imgdeploydir, name + ext, link + ext if link else "")
 }
-do_bundlegen_bundles[doc] = "Writes one bundle archive and report per BUNDLEGEN_PLATFORMS entry into IMGDEPLOYDIR"
+do_bundlegen_bundles[doc] = "Writes one bundle archive and report per BUNDLEGEN_PLATFORMS entry into IMGDEPLOYDIR, from one bundlegen call"
 do_bundlegen_bundles[cleandirs] = "${BUNDLEGEN_WORKDIR}"
 do_bundlegen_bundles[vardepsexclude] = "DATETIME DATE"
 

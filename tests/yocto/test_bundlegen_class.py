@@ -163,6 +163,11 @@ def test_container_side_writes_bundles_and_reports(build, generate, platform_dir
             config = json.load(tar.extractfile(members["config.json"]))
             assert config["ociVersion"] == "1.0.2"
             assert config["process"]["args"][0] == "/usr/bin/hello"
+    # Issue 15: one bundlegen call for both platforms (the image is
+    # flattened once); only that call writes the multi-platform summary.
+    summary = json.load(open(os.path.join(b.d(APP).getVar("BUNDLEGEN_WORKDIR"), "summary.json")))
+    assert [(p["platform"], p["status"]) for p in summary["platforms"]] == \
+        [("qemux86-64", "generated"), ("testdev", "generated")], summary
 
 
 def test_incompatible_bundle_fails_clearly(build, generate):
