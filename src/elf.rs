@@ -238,8 +238,21 @@ pub fn scan(root: &Path, diag: &dyn Diagnostics) -> io::Result<ElfScan> {
     let mut symlinks = BTreeMap::new();
     let device = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(root)?);
     walk(root, root, device, &mut files, &mut symlinks, diag)?;
+    Ok(read_files(files, symlinks, "ELF scan".into(), diag))
+}
+
+/// Reads the given regular files (in-root path, full path) in parallel into
+/// an [`ElfScan`] with `symlinks`, reporting progress as `step`. Files that
+/// are not ELF are counted; a file removed meanwhile is skipped; a malformed
+/// or unreadable one is a warning and skipped.
+pub fn read_files(
+    files: Vec<(String, PathBuf)>,
+    symlinks: BTreeMap<String, String>,
+    step: String,
+    diag: &dyn Diagnostics,
+) -> ElfScan {
     diag.progress(Progress::Begin {
-        step: "ELF scan".into(),
+        step,
         total: Some(files.len() as u64),
         unit: Unit::Items,
     });
@@ -277,7 +290,7 @@ pub fn scan(root: &Path, diag: &dyn Diagnostics) -> io::Result<ElfScan> {
             None => scan.other_files += 1,
         }
     }
-    Ok(scan)
+    scan
 }
 
 /// Every regular file under `root` (in-root path, full path), sorted, with

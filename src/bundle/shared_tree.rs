@@ -22,7 +22,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use crate::rootfs::{self, cstr};
@@ -44,8 +44,8 @@ pub fn link(src: &Path, dst: &Path) -> Result<LinkStats, (PathBuf, io::Error)> {
     };
     let (sparent, sname) = split(src).map_err(at(src))?;
     let (dparent, dname) = split(dst).map_err(at(dst))?;
-    let sp = open_dir(libc::AT_FDCWD, &sparent).map_err(at(src))?;
-    let dp = open_dir(libc::AT_FDCWD, &dparent).map_err(at(dst))?;
+    let sp = rootfs::open_dir(libc::AT_FDCWD, &sparent).map_err(at(src))?;
+    let dp = rootfs::open_dir(libc::AT_FDCWD, &dparent).map_err(at(dst))?;
     let mut stats = LinkStats::default();
     let privileged = unsafe { libc::geteuid() } == 0;
     let mut walk = Walk {
@@ -108,8 +108,8 @@ impl Walk<'_> {
             return Err(self.err()(io::Error::last_os_error()));
         }
         self.stats.dirs += 1;
-        let sdir = open_dir(sparent, sname).map_err(self.err())?;
-        let ddir = open_dir(dparent, dname).map_err(self.err())?;
+        let sdir = rootfs::open_dir(sparent, sname).map_err(self.err())?;
+        let ddir = rootfs::open_dir(dparent, dname).map_err(self.err())?;
         for name in names {
             self.path.push(
                 <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.to_bytes()),
@@ -162,14 +162,14 @@ impl Walk<'_> {
 
 /// Copies every extended attribute of directory `src` to `dst`.
 fn copy_xattrs(src: RawFd, dst: RawFd) -> io::Result<()> {
-    let names = match sized(|buf, len| unsafe { libc::flistxattr(src, buf.cast(), len) }) {
+    let names = match rootfs::fxattr(|buf, len| unsafe { libc::flistxattr(src, buf.cast(), len) }) {
         Ok(n) => n,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(()),
         Err(e) => return Err(e),
     };
     for key in names.split(|&b| b == 0).filter(|k| !k.is_empty()) {
         let key = cstr(key)?;
-        let value = match sized(|buf, len| unsafe {
+        let value = match rootfs::fxattr(|buf, len| unsafe {
             libc::fgetxattr(src, key.as_ptr(), buf.cast(), len)
         }) {
             Ok(v) => v,
@@ -185,42 +185,7 @@ fn copy_xattrs(src: RawFd, dst: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Calls a size-then-fill xattr function until the buffer is large enough.
-fn sized(mut f: impl FnMut(*mut u8, usize) -> isize) -> io::Result<Vec<u8>> {
-    loop {
-        let n = f(std::ptr::null_mut(), 0);
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut buf = vec![0u8; n as usize];
-        if buf.is_empty() {
-            return Ok(buf);
-        }
-        let m = f(buf.as_mut_ptr(), buf.len());
-        if m >= 0 {
-            buf.truncate(m as usize);
-            return Ok(buf);
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ERANGE) {
-            return Err(e);
-        }
-    }
-}
 
-fn open_dir(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
-    let fd = unsafe {
-        libc::openat(
-            dir,
-            name.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
 
 /// A path's parent directory and last component.
 fn split(path: &Path) -> io::Result<(std::ffi::CString, std::ffi::CString)> {

@@ -54,7 +54,7 @@ pub fn collect(
         let path = src.dir.join(bytes_path(rel));
         move |source: io::Error| ArchiveError::Read { op, path, source }
     };
-    let root = open_dir(
+    let root = rootfs::open_dir(
         libc::AT_FDCWD,
         &cstr(src.dir.as_os_str().as_encoded_bytes()).map_err(read_err("open", b""))?,
     )
@@ -81,7 +81,7 @@ pub fn collect(
                 (st.st_dev, st.st_ino, st.st_nlink),
             ));
             if is_dir {
-                let fd = match open_dir(dir.as_raw_fd(), &name) {
+                let fd = match rootfs::open_dir(dir.as_raw_fd(), &name) {
                     Err(e) if e.raw_os_error() == Some(libc::EACCES) && !src.privileged => {
                         // Not root: a mode-0000 directory must be made
                         // searchable to be read; its mode is put back.
@@ -100,7 +100,7 @@ pub fn collect(
                             ));
                         }
                         restore.dirs.push((c, st.st_mode & 0o7777));
-                        open_dir(dir.as_raw_fd(), &name)
+                        rootfs::open_dir(dir.as_raw_fd(), &name)
                     }
                     other => other,
                 }
@@ -284,7 +284,7 @@ fn read_xattrs(dir: RawFd, name: &CStr, is_dir: bool) -> io::Result<BTreeMap<Str
     }
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let names =
-        match fxattr(|buf, len| unsafe { libc::flistxattr(fd.as_raw_fd(), buf.cast(), len) }) {
+        match rootfs::fxattr(|buf, len| unsafe { libc::flistxattr(fd.as_raw_fd(), buf.cast(), len) }) {
             Ok(n) => n,
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTSUP)) => return Ok(BTreeMap::new()),
             Err(e) => return Err(e),
@@ -298,7 +298,7 @@ fn read_xattrs(dir: RawFd, name: &CStr, is_dir: bool) -> io::Result<BTreeMap<Str
             continue;
         }
         let ck = cstr(key)?;
-        match fxattr(|buf, len| unsafe {
+        match rootfs::fxattr(|buf, len| unsafe {
             libc::fgetxattr(fd.as_raw_fd(), ck.as_ptr(), buf.cast(), len)
         }) {
             Ok(v) => {
@@ -316,42 +316,7 @@ fn read_xattrs(dir: RawFd, name: &CStr, is_dir: bool) -> io::Result<BTreeMap<Str
     Ok(out)
 }
 
-/// Calls a size-then-fill xattr function until the buffer is large enough.
-fn fxattr(mut f: impl FnMut(*mut u8, usize) -> isize) -> io::Result<Vec<u8>> {
-    loop {
-        let n = f(std::ptr::null_mut(), 0);
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut buf = vec![0u8; n as usize];
-        if buf.is_empty() {
-            return Ok(buf);
-        }
-        let m = f(buf.as_mut_ptr(), buf.len());
-        if m >= 0 {
-            buf.truncate(m as usize);
-            return Ok(buf);
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ERANGE) {
-            return Err(e);
-        }
-    }
-}
 
-fn open_dir(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
-    let fd = unsafe {
-        libc::openat(
-            dir,
-            name.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
 
 
 pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {

@@ -25,11 +25,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Mutex;
 
-use rayon::prelude::*;
 use serde_json::Value;
 
-use crate::diag::{Diagnostics, Progress, Unit, Warning};
-use crate::elf::{self, ElfError, ElfInfo, ElfScan};
+use crate::diag::{Diagnostics, Progress, Warning};
+use crate::elf::{self, ElfInfo, ElfScan};
 use crate::ldso::{Loader, resolve_in_root};
 
 /// How the progress step under which `platform init` reads the library
@@ -189,46 +188,15 @@ fn walk(
 }
 
 fn read_all(root: &Path, found: Found, step: String, diag: &dyn Diagnostics) -> ElfScan {
-    let files: Vec<String> = found.files.into_iter().collect();
-    diag.progress(Progress::Begin {
-        step,
-        total: Some(files.len() as u64),
-        unit: Unit::Items,
-    });
-    let results: Vec<(String, Option<ElfInfo>)> = files
-        .into_par_iter()
+    let files = found
+        .files
+        .into_iter()
         .map(|path| {
-            let info = match elf::read(&host(root, &path)) {
-                Ok(info) => info,
-                Err(ElfError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                    None
-                }
-                Err(e) => {
-                    diag.warning(Warning::new(
-                        path.clone(),
-                        format!("skipped: {}", chain(&e)),
-                    ));
-                    None
-                }
-            };
-            (path, info)
+            let full = host(root, &path);
+            (path, full)
         })
         .collect();
-    diag.progress(Progress::Advance(results.len() as u64));
-    diag.progress(Progress::End);
-    let mut scan = ElfScan {
-        symlinks: found.symlinks,
-        ..ElfScan::default()
-    };
-    for (path, info) in results {
-        match info {
-            Some(info) => {
-                scan.files.insert(path, info);
-            }
-            None => scan.other_files += 1,
-        }
-    }
-    scan
+    elf::read_files(files, found.symlinks, step, diag)
 }
 
 /// Passes each distinct warning on once: a file reached along two paths
@@ -262,17 +230,6 @@ impl Diagnostics for Once<'_> {
     fn progress(&self, event: Progress) {
         self.inner.progress(event);
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn is_dir(root: &Path, in_root: &str) -> bool {
