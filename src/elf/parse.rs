@@ -13,6 +13,23 @@ use object::{Endianness, pod};
 use super::{Class, ElfError, ElfInfo, Endian, Kind, VersionNeed};
 
 pub fn read(path: &Path) -> Result<Option<ElfInfo>, ElfError> {
+    by_class(
+        path,
+        parse::<elf::FileHeader32<Endianness>>,
+        parse::<elf::FileHeader64<Endianness>>,
+    )
+}
+
+/// A reader of one ELF file, given its first bytes (up to 64).
+pub(super) type ClassReader<T> = fn(&Source<'_>, &[u8]) -> Result<T, ElfError>;
+
+/// Opens `path` and hands it to the reader for its ELF class: `Ok(None)`
+/// when it is not an ELF file.
+pub(super) fn by_class<T>(
+    path: &Path,
+    class32: ClassReader<T>,
+    class64: ClassReader<T>,
+) -> Result<Option<T>, ElfError> {
     let file = File::open(path).map_err(|source| ElfError::Read {
         path: path.to_owned(),
         source,
@@ -24,8 +41,8 @@ pub fn read(path: &Path) -> Result<Option<ElfInfo>, ElfError> {
         return Ok(None);
     }
     match elf::FileClass(head[4]) {
-        elf::ELFCLASS32 => parse::<elf::FileHeader32<Endianness>>(&src, &head[..n]).map(Some),
-        elf::ELFCLASS64 => parse::<elf::FileHeader64<Endianness>>(&src, &head[..n]).map(Some),
+        elf::ELFCLASS32 => class32(&src, &head[..n]).map(Some),
+        elf::ELFCLASS64 => class64(&src, &head[..n]).map(Some),
         c => Err(src.malformed(format!("unknown ELF class {c}"))),
     }
 }

@@ -11,7 +11,6 @@
 //! right after `.dynsym`), and reading stops at the first entry whose name
 //! lies outside the string table.
 
-use std::fs::File;
 use std::path::Path;
 
 use object::elf;
@@ -19,7 +18,7 @@ use object::read::elf::{Dyn as _, FileHeader, Sym as _};
 use object::{Endianness, pod};
 
 use super::ElfError;
-use super::parse::{MAX_TABLE, Source, Strings, Window, segments};
+use super::parse::{MAX_TABLE, Source, Strings, Window, by_class, segments};
 
 /// The names a file's dynamic symbol table defines and refers to, each list
 /// sorted and without duplicates (a name defined in several versions, like
@@ -42,21 +41,11 @@ const MAX_SYMBOLS: u64 = 1 << 21;
 /// Reads the dynamic symbols of one file. `Ok(None)` when it is not an ELF
 /// file; an ELF file without a dynamic symbol table has empty lists.
 pub fn read_symbols(path: &Path) -> Result<Option<DynSymbols>, ElfError> {
-    let file = File::open(path).map_err(|source| ElfError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let src = Source { file: &file, path };
-    let mut head = [0u8; 64];
-    let n = src.read_prefix(&mut head)?;
-    if n < 4 || head[..4] != elf::ELFMAG {
-        return Ok(None);
-    }
-    match elf::FileClass(head[4]) {
-        elf::ELFCLASS32 => symbols::<elf::FileHeader32<Endianness>>(&src, &head[..n]).map(Some),
-        elf::ELFCLASS64 => symbols::<elf::FileHeader64<Endianness>>(&src, &head[..n]).map(Some),
-        c => Err(src.malformed(format!("unknown ELF class {c}"))),
-    }
+    by_class(
+        path,
+        symbols::<elf::FileHeader32<Endianness>>,
+        symbols::<elf::FileHeader64<Endianness>>,
+    )
 }
 
 fn symbols<Elf: FileHeader<Endian = Endianness>>(
