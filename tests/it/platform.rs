@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bundlegen::diag::{Collected, Silent};
+use bundlegen::input::LoadError;
 use bundlegen::platform::{self, InitOptions, LoadOptions, PlatformError};
 use serde_json::{Value, json};
 
@@ -316,11 +317,11 @@ fn each_error_names_file_key_and_allowed_form() {
     let f = dir.path().join("broken.json");
     std::fs::write(&f, "{ \"platformName\": ").expect("write");
     let err = platform::validate_file(&f, false, &Silent).expect_err("syntax");
-    assert!(matches!(err, PlatformError::Json { .. }), "{err}");
+    assert!(matches!(err, PlatformError::Load(LoadError::Json { .. })), "{err}");
     std::fs::write(&f, "[1]").expect("write");
     assert!(matches!(
         platform::validate_file(&f, false, &Silent),
-        Err(PlatformError::NotObject { .. })
+        Err(PlatformError::Load(LoadError::NotObject { .. }))
     ));
 }
 
