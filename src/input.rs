@@ -264,8 +264,12 @@ mod tests {
             "{text}"
         );
         assert_eq!(
-            d.as_ref().err().map(|e| matches!(e, LoadError::Json { .. })),
-            r.as_ref().err().map(|e| matches!(e, LoadError::Json { .. })),
+            d.as_ref()
+                .err()
+                .map(|e| matches!(e, LoadError::Json { .. })),
+            r.as_ref()
+                .err()
+                .map(|e| matches!(e, LoadError::Json { .. })),
             "{text}"
         );
         (r, warnings)
@@ -298,7 +302,11 @@ mod tests {
 
     #[test]
     fn a_wrong_type_names_the_key_and_keeps_the_cause() {
-        let (doc, _) = check(InputKind::AppMetadata, r#"{"devs": [{"major": "226"}]}"#, false);
+        let (doc, _) = check(
+            InputKind::AppMetadata,
+            r#"{"devs": [{"major": "226"}]}"#,
+            false,
+        );
         let e = doc.expect_err("wrong type");
         assert_eq!(e.to_string(), "dir/dev.json: devs[0].major: invalid value");
         let cause = std::error::Error::source(&e).map(ToString::to_string);
@@ -331,7 +339,10 @@ mod tests {
             "cannot read operator configuration /nonexistent/op.json"
         );
         let e = read(InputKind::AppMetadata, missing).expect_err("missing");
-        assert_eq!(e.to_string(), "cannot read app metadata /nonexistent/op.json");
+        assert_eq!(
+            e.to_string(),
+            "cannot read app metadata /nonexistent/op.json"
+        );
         let e = read(InputKind::Platform, missing).expect_err("missing");
         assert_eq!(e.to_string(), "cannot read /nonexistent/op.json");
     }
