@@ -13,10 +13,10 @@ mod network;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::diag::{Diagnostics, Warning};
-use crate::platform::model::{ABS_PATH_FORM, Mount, abs_path};
+use crate::diag::Diagnostics;
+use crate::input::{self, InputKind, LoadError};
+use crate::platform::model::{ABS_PATH_FORM, Mount, Resolution, abs_path};
 use crate::size::Size;
 pub use network::{InterContainer, MulticastForwarding, Network, PortForwarding, PortRule};
 
@@ -29,31 +29,9 @@ pub const ID_FORM: &str = "1 to 64 ASCII letters, digits, '.', '_', '-' or '+', 
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppMetaError {
-    #[error("cannot read app metadata {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: not valid JSON")]
-    Json {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("{path}: the top level must be a JSON object")]
-    NotObject { path: PathBuf },
-    #[error("{path}: {key}: invalid value")]
-    Invalid {
-        path: PathBuf,
-        key: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error(
-        "{path}: {key}: unknown key (remove it, or check its spelling against docs/formats.md)"
-    )]
-    UnknownKey { path: PathBuf, key: String },
+    /// Reading, parsing or typing the file (see [`crate::input`]).
+    #[error(transparent)]
+    Load(#[from] LoadError),
     #[error("{path}: {key}: required key missing; expected {hint}")]
     MissingKey {
         path: PathBuf,
@@ -205,16 +183,13 @@ pub struct AppRdk {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct AppDisplay {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resolution: Option<String>,
+    pub resolution: Option<Resolution>,
 }
 
 impl AppMetadata {
     /// Reads and checks the app metadata file at `path`.
     pub fn load(path: &Path, strict: bool, diag: &dyn Diagnostics) -> Result<Self, AppMetaError> {
-        let bytes = std::fs::read(path).map_err(|source| AppMetaError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = input::read(InputKind::AppMetadata, path)?;
         Self::parse(&bytes, &path.display().to_string(), strict, diag)
     }
 
@@ -227,34 +202,9 @@ impl AppMetadata {
         diag: &dyn Diagnostics,
     ) -> Result<Self, AppMetaError> {
         let path = PathBuf::from(source_name);
-        let value: Value = serde_json::from_slice(bytes).map_err(|source| AppMetaError::Json {
-            path: path.clone(),
-            source,
-        })?;
-        if !value.is_object() {
-            return Err(AppMetaError::NotObject { path });
-        }
+        let value = input::parse(&path, bytes)?;
         network::warn_string_booleans(&path, &value, diag);
-        let mut unknown = Vec::new();
-        let mut record = |p: serde_ignored::Path<'_>| unknown.push(crate::platform::parse::key_path(&p));
-        let de = serde_ignored::Deserializer::new(&value, &mut record);
-        let raw: Raw = serde_path_to_error::deserialize(de).map_err(|e| AppMetaError::Invalid {
-            path: path.clone(),
-            key: e.path().to_string(),
-            source: e.into_inner(),
-        })?;
-        if let Some(key) = unknown.first().filter(|_| strict) {
-            return Err(AppMetaError::UnknownKey {
-                path,
-                key: key.clone(),
-            });
-        }
-        for key in unknown {
-            diag.warning(Warning::new(
-                path.display().to_string(),
-                format!("{key}: unknown key (ignored; check the spelling against docs/formats.md)"),
-            ));
-        }
+        let raw: Raw = input::typed(InputKind::AppMetadata, &path, &value, strict, diag)?;
         Self::from_raw(path, raw)
     }
 

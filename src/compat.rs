@@ -1,28 +1,29 @@
 //! Can this app run on this device? Checks that fail with a typed error
 //! naming the cause (the binary exits with code 2).
 //!
-//! [`check_platform`] compares the image and the app metadata with the
-//! platform: architecture (and ARM variant), OS, graphics, RDK version and
-//! features, network type, RAM, storage and display resolution.
+//! [`check_arch`] compares the image with the platform: architecture (and
+//! ARM variant) and OS. [`check_platform`] compares the app metadata with
+//! the platform: graphics, RDK version and features, network type, storage
+//! and display resolution ([`check_ram`] the RAM, under the strict memory
+//! policy).
 //! [`check_entrypoint`] checks that `process.args[0]` resolves inside the
 //! final rootfs to something the device can execute, with every library it
 //! needs provided by the bundle or the device. See `docs/libmatch.md`.
 //!
-//! App metadata is read as JSON: `graphics`, `network.type`,
-//! `resources.ram`, `storage.persistent[].size`, `storage.temp[].size`,
-//! `features`, and two extensions: `rdk.minVersion` (the oldest RDK
-//! version the app supports, compared with the platform's `rdk.version`)
-//! and `display.resolution` (`"1920x1080"` or `"1920x1080@60"`, which the
-//! platform's `display.resolutions` must offer).
+//! The app metadata is the typed [`AppMetadata`], checked when it was
+//! loaded: `graphics`, `network.type`, `resources.ram`,
+//! `storage.persistent[].size`, `storage.temp[].size`, `features`, and two
+//! extensions: `rdk.minVersion` (the oldest RDK version the app supports,
+//! compared with the platform's `rdk.version`) and `display.resolution`
+//! (`"1920x1080"` or `"1920x1080@60"`, which the platform's
+//! `display.resolutions` must offer).
 
 use std::cmp::Ordering;
 
-use serde_json::Value;
-
+use crate::appmeta::{AppMetadata, StorageEntry};
 use crate::diag::{Diagnostics, Warning};
 use crate::image::ResolvedImage;
 use crate::platform::Platform;
-use crate::platform::model::Resolution;
 
 mod entrypoint;
 
@@ -93,8 +94,6 @@ pub enum Incompatible {
         wanted: String,
         supported: Vec<String>,
     },
-    #[error("app metadata: {key}: {message}")]
-    BadMetadata { key: String, message: String },
     #[error(
         "the container has no entrypoint: process.args is empty (set OCI_IMAGE_ENTRYPOINT or OCI_IMAGE_CMD)"
     )]
@@ -166,9 +165,10 @@ pub enum Incompatible {
 }
 
 impl Incompatible {
-    /// Whether the input is malformed (exit 1) rather than incompatible (exit 2).
+    /// Whether the input is malformed (exit 1) rather than incompatible
+    /// (exit 2): never, since every input is checked when it is loaded.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, Incompatible::BadMetadata { .. })
+        false
     }
 
     /// Whether reading the rootfs failed (exit 3).
@@ -185,37 +185,35 @@ fn alternatives_hint(alternatives: &[String], hint: &str) -> String {
     }
 }
 
-/// Checks the image and the app metadata against the platform.
+/// Checks the app metadata against the platform (the image's architecture
+/// is [`check_arch`]'s).
 pub fn check_platform(
     platform: &Platform,
-    image: &ResolvedImage,
-    app: &Value,
+    app: &AppMetadata,
     diag: &dyn Diagnostics,
 ) -> Result<(), Incompatible> {
-    check_arch(platform, image, diag)?;
     let spec = &platform.spec;
-    if app.get("graphics").and_then(Value::as_bool) == Some(true)
-        && spec.hardware.as_ref().and_then(|h| h.graphics) != Some(true)
-    {
+    if app.graphics && spec.hardware.as_ref().and_then(|h| h.graphics) != Some(true) {
         return Err(Incompatible::Graphics);
     }
     let rdk = spec.rdk.as_ref();
     let supported = rdk
         .and_then(|r| r.supported_features.clone())
         .unwrap_or_default();
-    let features = strings(app, "/features")?;
-    let missing: Vec<String> = features
-        .into_iter()
+    let missing: Vec<String> = app
+        .features
+        .iter()
         .filter(|f| !supported.contains(f))
+        .cloned()
         .collect();
     if !missing.is_empty() {
         return Err(Incompatible::Features { missing, supported });
     }
-    if let Some(needed) = string(app, "/rdk/minVersion")? {
+    if let Some(needed) = app.rdk.as_ref().and_then(|r| r.min_version.as_deref()) {
         match rdk.and_then(|r| r.version.as_deref()) {
-            Some(have) if natural_cmp(have, &needed) == Ordering::Less => {
+            Some(have) if natural_cmp(have, needed) == Ordering::Less => {
                 return Err(Incompatible::RdkVersion {
-                    needed,
+                    needed: needed.to_owned(),
                     have: have.to_owned(),
                 });
             }
@@ -226,20 +224,21 @@ pub fn check_platform(
             )),
         }
     }
-    if let Some(wanted) = string(app, "/network/type")? {
-        let options = spec
-            .network
-            .as_ref()
-            .and_then(|n| n.options.clone())
-            .unwrap_or_default();
-        // `none` (no network at all, as Dobby's networking plugin calls
-        // it) needs nothing from the device.
-        if wanted != "none" && !options.contains(&wanted) {
-            return Err(Incompatible::Network { wanted, options });
-        }
+    let wanted = &app.network.kind;
+    let options = spec
+        .network
+        .as_ref()
+        .and_then(|n| n.options.clone())
+        .unwrap_or_default();
+    // `none` (no network at all, as Dobby's networking plugin calls it)
+    // needs nothing from the device.
+    if wanted != "none" && !options.contains(wanted) {
+        return Err(Incompatible::Network {
+            wanted: wanted.clone(),
+            options,
+        });
     }
-    // Read (a bad size is bad input) but not compared: see check_ram.
-    size(app, "/resources/ram")?;
+    // RAM is not compared here: see check_ram.
     check_storage(platform, app, diag)?;
     check_resolution(platform, app, diag)
 }
@@ -248,11 +247,10 @@ pub fn check_platform(
 /// an app asking for more RAM than `hardware.maxRam` is incompatible. By
 /// default, as BundleGen, the limit is lowered to `maxRam` with a warning
 /// when `config.json` is built instead.
-pub fn check_ram(platform: &Platform, app: &Value) -> Result<(), Incompatible> {
-    if let (Some(ram), Some(max)) = (
-        size(app, "/resources/ram")?,
-        platform.spec.hardware.as_ref().and_then(|h| h.max_ram),
-    ) && ram.bytes() > max.bytes()
+pub fn check_ram(platform: &Platform, app: &AppMetadata) -> Result<(), Incompatible> {
+    let ram = app.resources.ram;
+    if let Some(max) = platform.spec.hardware.as_ref().and_then(|h| h.max_ram)
+        && ram.bytes() > max.bytes()
     {
         return Err(Incompatible::Ram {
             app: ram.to_string(),
@@ -328,18 +326,15 @@ fn arm_level(variant: &str) -> u32 {
 
 fn check_storage(
     platform: &Platform,
-    app: &Value,
+    app: &AppMetadata,
     diag: &dyn Diagnostics,
 ) -> Result<(), Incompatible> {
     let storage = platform.spec.storage.as_ref();
-    for kind in ["persistent", "temp"] {
-        let Some(items) = app.pointer(&format!("/storage/{kind}")) else {
-            continue;
-        };
-        let items = items.as_array().ok_or_else(|| Incompatible::BadMetadata {
-            key: format!("storage.{kind}"),
-            message: "expected an array of {size, path}".into(),
-        })?;
+    let lists: [(&'static str, &[StorageEntry]); 2] = [
+        ("persistent", &app.storage.persistent),
+        ("temp", &app.storage.temp),
+    ];
+    for (kind, items) in lists {
         if items.is_empty() {
             continue;
         }
@@ -357,26 +352,15 @@ fn check_storage(
         };
         let mut total: u64 = 0;
         for (index, item) in items.iter().enumerate() {
-            let key = format!("/storage/{kind}/{index}");
-            let Some(sz) = size(app, &format!("{key}/size"))? else {
-                return Err(Incompatible::BadMetadata {
-                    key: format!("storage.{kind}[{index}].size"),
-                    message: "missing".into(),
-                });
-            };
-            let path = item
-                .get("path")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_owned();
+            let (sz, path) = (item.size, &item.path);
             total = total.saturating_add(sz.bytes());
             if let Some(max) = max
                 && sz.bytes() > max.bytes()
             {
                 return Err(Incompatible::StorageSize {
-                    kind: if kind == "temp" { "temp" } else { "persistent" },
+                    kind,
                     index,
-                    path,
+                    path: path.clone(),
                     size: sz.to_string(),
                     limit: max.to_string(),
                 });
@@ -396,7 +380,7 @@ fn check_storage(
             && total > limit.bytes()
         {
             return Err(Incompatible::StorageTotal {
-                kind: if kind == "temp" { "temp" } else { "persistent" },
+                kind,
                 total: crate::size::Size(total).to_string(),
                 limit: limit.to_string(),
             });
@@ -407,16 +391,12 @@ fn check_storage(
 
 fn check_resolution(
     platform: &Platform,
-    app: &Value,
+    app: &AppMetadata,
     diag: &dyn Diagnostics,
 ) -> Result<(), Incompatible> {
-    let Some(text) = string(app, "/display/resolution")? else {
+    let Some(wanted) = app.display.as_ref().and_then(|d| d.resolution) else {
         return Ok(());
     };
-    let wanted: Resolution = text.parse().map_err(|message| Incompatible::BadMetadata {
-        key: "display.resolution".into(),
-        message,
-    })?;
     let offered = platform
         .spec
         .display
@@ -484,54 +464,6 @@ fn chunks(s: &str) -> Vec<String> {
         prev = Some(digit);
     }
     out
-}
-
-fn key_of(pointer: &str) -> String {
-    pointer.trim_start_matches('/').replace('/', ".")
-}
-
-fn string(app: &Value, pointer: &str) -> Result<Option<String>, Incompatible> {
-    match app.pointer(pointer) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(Incompatible::BadMetadata {
-            key: key_of(pointer),
-            message: format!("expected a string, found {other}"),
-        }),
-    }
-}
-
-fn strings(app: &Value, pointer: &str) -> Result<Vec<String>, Incompatible> {
-    let bad = |other: &Value| Incompatible::BadMetadata {
-        key: key_of(pointer),
-        message: format!("expected an array of strings, found {other}"),
-    };
-    match app.pointer(pointer) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| bad(v)))
-            .collect(),
-        Some(other) => Err(bad(other)),
-    }
-}
-
-fn size(app: &Value, pointer: &str) -> Result<Option<crate::size::Size>, Incompatible> {
-    let bad = |message: String| Incompatible::BadMetadata {
-        key: key_of(pointer),
-        message,
-    };
-    match app.pointer(pointer) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => crate::size::parse(s)
-            .map(|b| Some(crate::size::Size(b)))
-            .map_err(|e| bad(e.to_string())),
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .map(|b| Some(crate::size::Size(b)))
-            .ok_or_else(|| bad(format!("expected a size, found {n}"))),
-        Some(other) => Err(bad(format!("expected a size, found {other}"))),
-    }
 }
 
 #[cfg(test)]

@@ -268,7 +268,7 @@ pub fn read_files(
                 Err(e) => {
                     diag.warning(Warning::new(
                         rel.clone(),
-                        format!("skipped: {}", error_chain(&e)),
+                        format!("skipped: {}", crate::error::chain(&e)),
                     ));
                     None
                 }
@@ -305,17 +305,6 @@ pub(crate) fn regular_files(
     let device = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(root)?);
     walk(root, root, device, &mut files, &mut symlinks, diag)?;
     Ok(files)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// In-root absolute path of `full` (`/` for the root itself).

@@ -60,18 +60,6 @@ pub fn scratch_dir() -> &'static Path {
     })
 }
 
-/// Renders an error with its causes, as the binary would.
-fn render(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
-}
-
 /// A fresh directory for one input, removed when dropped.
 struct RunDir(tempfile::TempDir);
 
@@ -155,12 +143,12 @@ pub fn image_json(data: &[u8], scratch: &Path) -> String {
         Ok(image) => image,
         Err(e) => panic!(
             "the harness wrote a layout that does not open: {}",
-            render(&e)
+            crate::error::chain(&e)
         ),
     };
     let mut outcome = match image.manifests() {
         Ok(list) => format!("manifests: {}\n", list.len()),
-        Err(e) => format!("manifests: error: {}\n", render(&e)),
+        Err(e) => format!("manifests: error: {}\n", crate::error::chain(&e)),
     };
     let selectors = [
         Selector::default(),
@@ -183,7 +171,7 @@ pub fn image_json(data: &[u8], scratch: &Path) -> String {
                     resolved.layers.len()
                 );
             }
-            Err(e) => outcome += &format!("resolve: error: {}\n", render(&e)),
+            Err(e) => outcome += &format!("resolve: error: {}\n", crate::error::chain(&e)),
         }
     }
     outcome
@@ -379,14 +367,14 @@ pub fn layer(data: &[u8], compression: Compression, scratch: &Path) -> String {
         Ok(s) => s,
         Err(e) => panic!(
             "the harness wrote a layout that does not open: {}",
-            render(&e)
+            crate::error::chain(&e)
         ),
     };
     let image = match source.resolve(&Selector::default()) {
         Ok(i) => i,
         Err(e) => panic!(
             "the harness wrote an image that does not resolve: {}",
-            render(&e)
+            crate::error::chain(&e)
         ),
     };
 
@@ -402,7 +390,7 @@ pub fn layer(data: &[u8], compression: Compression, scratch: &Path) -> String {
             "flatten: {} layers, {} entries\n",
             f.stats.layers, f.stats.entries
         ),
-        Err(e) => format!("flatten: error: {}\n", render(&e)),
+        Err(e) => format!("flatten: error: {}\n", crate::error::chain(&e)),
     };
     let mut after = BTreeMap::new();
     snapshot(top, &rootfs, &mut after);
@@ -473,7 +461,7 @@ pub fn elf(data: &[u8], scratch: &Path) -> String {
             )
         }
         Ok(None) => "elf: not an ELF file\n".into(),
-        Err(e) => format!("elf: error: {}\n", render(&e)),
+        Err(e) => format!("elf: error: {}\n", crate::error::chain(&e)),
     }
 }
 
@@ -509,11 +497,11 @@ pub fn platform(data: &[u8], scratch: &Path) -> String {
                 p.sources.len()
             )
         }
-        Err(e) => format!("load: error: {}\n", render(&e)),
+        Err(e) => format!("load: error: {}\n", crate::error::chain(&e)),
     };
     outcome += &match crate::platform::validate_file(&template, true, &Silent) {
         Ok(_) => "validate --strict: ok\n".into(),
-        Err(e) => format!("validate --strict: error: {}\n", render(&e)),
+        Err(e) => format!("validate --strict: error: {}\n", crate::error::chain(&e)),
     };
     outcome
 }
@@ -535,7 +523,7 @@ pub fn appmeta(data: &[u8]) -> String {
                 let _ = meta.with_id("com.example.fuzz");
                 format!("parse (strict {strict}): {id}\n")
             }
-            Err(e) => format!("parse (strict {strict}): error: {}\n", render(&e)),
+            Err(e) => format!("parse (strict {strict}): error: {}\n", crate::error::chain(&e)),
         };
     }
     outcome

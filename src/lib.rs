@@ -20,6 +20,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod image;
+pub mod input;
 pub mod layers;
 pub mod ldso;
 pub mod libmatch;

@@ -26,60 +26,23 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::diag::{Diagnostics, Warning};
+use crate::diag::Diagnostics;
+use crate::input::{self, InputKind, LoadError};
 use crate::platform::model::{Mount, ResourceLimit};
+use crate::platform::model::{check_rlimit, is_plugin_name};
+pub use crate::platform::model::PluginEntry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
-    #[error("cannot read operator configuration {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: not valid JSON")]
-    Json {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("{path}: {key}: invalid value")]
-    Invalid {
-        path: PathBuf,
-        key: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error(
-        "{path}: {key}: unknown key (remove it, or check its spelling against docs/formats.md)"
-    )]
-    UnknownKey { path: PathBuf, key: String },
+    /// Reading, parsing or typing the file (see [`crate::input`]).
+    #[error(transparent)]
+    Load(#[from] LoadError),
     #[error("{path}: {key}: {message}")]
     BadValue {
         path: PathBuf,
         key: String,
         message: String,
     },
-}
-
-/// One rdkPlugin entry as `config.json` holds it.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PluginEntry {
-    #[serde(default = "yes")]
-    pub required: bool,
-    #[serde(default)]
-    pub depends_on: Vec<String>,
-    #[serde(default = "empty_object")]
-    pub data: Value,
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn empty_object() -> Value {
-    Value::Object(serde_json::Map::new())
 }
 
 /// A loaded operator configuration.
@@ -119,11 +82,8 @@ pub struct Operator {
 
 impl Operator {
     pub fn load(path: &Path, strict: bool, diag: &dyn Diagnostics) -> Result<Self, OperatorError> {
-        let text = std::fs::read(path).map_err(|source| OperatorError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path, strict, diag)
+        let bytes = input::read(InputKind::Operator, path)?;
+        Self::parse(&bytes, path, strict, diag)
     }
 
     /// Checks an operator configuration held in memory; `path` names it.
@@ -133,31 +93,7 @@ impl Operator {
         strict: bool,
         diag: &dyn Diagnostics,
     ) -> Result<Self, OperatorError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|source| OperatorError::Json {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut unknown = Vec::new();
-        let mut record = |p: serde_ignored::Path<'_>| unknown.push(crate::platform::parse::key_path(&p));
-        let de = serde_ignored::Deserializer::new(&value, &mut record);
-        let mut op: Operator =
-            serde_path_to_error::deserialize(de).map_err(|e| OperatorError::Invalid {
-                path: path.to_owned(),
-                key: e.path().to_string(),
-                source: e.into_inner(),
-            })?;
-        if let Some(key) = unknown.first().filter(|_| strict) {
-            return Err(OperatorError::UnknownKey {
-                path: path.to_owned(),
-                key: key.clone(),
-            });
-        }
-        for key in unknown {
-            diag.warning(Warning::new(
-                path.display().to_string(),
-                format!("{key}: unknown key (ignored; check the spelling against docs/formats.md)"),
-            ));
-        }
+        let mut op: Operator = input::from_bytes(InputKind::Operator, path, bytes, strict, diag)?;
         op.source = path.to_owned();
         op.check()?;
         Ok(op)
@@ -228,32 +164,6 @@ pub(crate) fn is_cap_name(c: &str) -> bool {
                 .chars()
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
     })
-}
-
-/// Dobby's rule for rdkPlugins keys: `[a-z]+`.
-pub(crate) fn is_plugin_name(n: &str) -> bool {
-    !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase())
-}
-
-/// The runtime-spec form of an rlimit: `RLIMIT_[A-Z]+`, soft ≤ hard.
-pub(crate) fn check_rlimit(r: &ResourceLimit) -> Result<(), String> {
-    let ok = r
-        .kind
-        .strip_prefix("RLIMIT_")
-        .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_uppercase()));
-    if !ok {
-        return Err(format!(
-            "type {:?} is not an rlimit name like \"RLIMIT_NOFILE\"",
-            r.kind
-        ));
-    }
-    if r.soft > r.hard {
-        return Err(format!(
-            "{}: soft limit {} is above the hard limit {}",
-            r.kind, r.soft, r.hard
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

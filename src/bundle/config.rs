@@ -9,6 +9,7 @@ mod mounts;
 mod process;
 mod user;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -100,6 +101,9 @@ pub struct BuiltConfig {
     /// mappings with a user namespace): the owner for
     /// `tarball.fileOwnershipSameAsUser`.
     pub user: (u32, u32),
+    /// The names under `rdkPlugins` (none for crun), for rootfs
+    /// preparation (`localtime`, `ipc`).
+    pub plugins: BTreeSet<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +206,7 @@ pub fn build(inp: &ConfigInputs<'_>, diag: &dyn Diagnostics) -> Result<BuiltConf
         "terminal": false,
         "user": users.process_json(),
         "noNewPrivileges": true,
-        "rlimits": process::rlimits(inp)?,
+        "rlimits": process::rlimits(inp),
         "capabilities": {
             "ambient": caps, "bounding": caps, "effective": caps, "inheritable": caps, "permitted": caps,
         },
@@ -322,9 +326,11 @@ pub fn build(inp: &ConfigInputs<'_>, diag: &dyn Diagnostics) -> Result<BuiltConf
         },
         "hostname": spec.hostname.as_deref().map_or(inp.app.id.clone(), |h| h.replace("{id}", &inp.app.id)),
     });
+    let mut plugin_names = BTreeSet::new();
     if inp.mode == Mode::Dobby {
         let dynamic = m.optional.iter().map(dynamic_mount).collect();
         let plugins = super::plugins::build(inp, graphics, dynamic, diag)?;
+        plugin_names.extend(plugins.keys().cloned());
         let compliant = dobby.generate_compliant_config.unwrap_or(false);
         if !compliant {
             config["ociVersion"] = json!("1.0.2-dobby");
@@ -348,6 +354,7 @@ pub fn build(inp: &ConfigInputs<'_>, diag: &dyn Diagnostics) -> Result<BuiltConf
         config: sorted(config),
         mount_points: points,
         user: users.host,
+        plugins: plugin_names,
     })
 }
 

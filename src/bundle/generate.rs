@@ -203,18 +203,19 @@ pub(crate) fn check_inputs(
     Ok(())
 }
 
-/// The app against the platform (and its memory, with `--strict-memory`).
+/// The app against the platform (and its memory, with `--strict-memory`);
+/// the image was checked by [`check_inputs`]. (`_image` is unused: kept so
+/// that the callers stay as they are.)
 pub(crate) fn check_app(
     platform: &Platform,
-    image: &ResolvedImage,
+    _image: &ResolvedImage,
     app: &AppMetadata,
     opts: &GenerateOptions<'_>,
     diag: &dyn Diagnostics,
 ) -> Result<config::MemoryLimit, Error> {
-    let app_json = serde_json::to_value(app).map_err(|e| Error::Output { path: PathBuf::from("appmetadata.json"), source: std::io::Error::other(e) })?;
-    compat::check_platform(platform, image, &app_json, diag)?;
+    compat::check_platform(platform, app, diag)?;
     if opts.strict_memory || opts.operator.is_some_and(|o| o.strict_memory) {
-        compat::check_ram(platform, &app_json)?;
+        compat::check_ram(platform, app)?;
         Ok(config::MemoryLimit::Strict)
     } else {
         Ok(config::MemoryLimit::BundleGen)
@@ -269,17 +270,16 @@ pub(crate) fn finish(
         },
         &diag,
     )?;
-    let plugins = built.config.get("rdkPlugins");
     let prep_report = prep::prepare(
         &rootfs,
         &prep::PrepOptions {
-            localtime_plugin: plugins.and_then(|p| p.get("localtime")).is_some(),
+            localtime_plugin: built.plugins.contains("localtime"),
             mount_points: built
                 .mount_points
                 .iter()
                 .map(|m| (m.path.clone(), m.kind == config::MountPointKind::Dir))
                 .collect(),
-            dbus: plugins.and_then(|p| p.get("ipc")).is_some(),
+            dbus: built.plugins.contains("ipc"),
         },
     )?;
     let mut json = serde_json::to_vec_pretty(&built.config).map_err(|e| Error::Output {
@@ -294,7 +294,7 @@ pub(crate) fn finish(
     // The archive is written from the staging directory before anything is
     // renamed, so a failure there (disk full) leaves the previous bundle
     // and archive as they were; then both are renamed into place.
-    let archive_opts = archive_options(platform, &built, &flattened.recorded, opts)?;
+    let archive_opts = archive_options(platform, &built, &flattened.recorded, opts);
     let staged_archive = match (opts.archive, archive_path(outputdir, opts.archive)) {
         (ArchiveKind::Tar(_), Some(out)) => Some(archive::stage_tar(staging.path(), &out, &archive_opts)?),
         (ArchiveKind::Ipk(layout), Some(out)) => {
@@ -366,7 +366,11 @@ pub(crate) fn load_app(
             // Read inside the rootfs: a symlink there never reaches the host.
             let bytes = crate::rootfs::Walker::new(rootfs)
                 .and_then(|mut w| w.read_file(IMAGE_APPMETADATA.as_bytes(), MAX_APPMETADATA))
-                .map_err(|source| crate::appmeta::AppMetaError::Read { path: in_image.clone(), source })?
+                .map_err(|source| crate::appmeta::AppMetaError::from(crate::input::LoadError::Read {
+                    kind: crate::input::InputKind::AppMetadata,
+                    path: in_image.clone(),
+                    source,
+                }))?
                 .ok_or_else(|| Error::NoAppMetadata { image: image.name.clone() })?;
             let name = format!("{}:/{IMAGE_APPMETADATA}", image.name);
             AppMetadata::parse(&bytes, &name, opts.strict, diag)?
@@ -398,29 +402,20 @@ fn archive_options<'a>(
     built: &config::BuiltConfig,
     recorded: &'a BTreeMap<PathBuf, layers::RecordedMeta>,
     opts: &GenerateOptions<'_>,
-) -> Result<ArchiveOptions<'a>, Error> {
+) -> ArchiveOptions<'a> {
     let tarball = platform.spec.tarball.as_ref();
     let compression = match opts.archive {
         ArchiveKind::Tar(c) => c,
         _ => Compression::Gzip,
     };
-    let file_mask = match tarball.and_then(|t| t.file_mask.as_deref()) {
-        None => None,
-        Some(text) => Some(u32::from_str_radix(text.trim().trim_start_matches("0o"), 8).ok().filter(|m| *m <= 0o777).ok_or_else(|| {
-            config::ConfigError::Invalid {
-                subject: format!("platform {}: tarball.fileMask", platform.name),
-                message: format!("{text:?} is not an octal permission mask such as \"770\""),
-            }
-        })?),
-    };
-    Ok(ArchiveOptions {
+    ArchiveOptions {
         compression,
         level: None,
         source_date_epoch: opts.source_date_epoch,
         threads: opts.threads,
         owner: tarball.and_then(|t| t.file_ownership_same_as_user).unwrap_or(false).then_some(built.user),
-        file_mask,
+        file_mask: tarball.and_then(|t| t.file_mask).map(|m| m.0),
         recorded,
         rootless: opts.flatten.rootless,
-    })
+    }
 }

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::bundle::config::{ConfigError, ConfigInputs};
 use crate::diag::{Diagnostics, Warning};
-use crate::operator::{PluginEntry, is_plugin_name};
+use crate::operator::PluginEntry;
 use crate::platform::model::LogMode;
 
 /// Mount flags of a persistent storage image: `MS_NOSUID|MS_NODEV|MS_NOEXEC`.
@@ -135,8 +135,9 @@ pub(crate) fn build(
         add("gpu", &[], json!({"memory": gpu.bytes()}));
     }
 
-    for (name, entry) in declared(inp)? {
-        out.insert(name, entry);
+    // Checked when the platform was loaded (names, entries).
+    for (name, entry) in spec.rdk_plugins.iter().flatten() {
+        out.insert(name.clone(), entry.clone());
     }
     if let Some(op) = inp.operator {
         for (name, entry) in &op.rdk_plugins {
@@ -217,36 +218,6 @@ fn storage(
         data.insert("dynamic".into(), Value::Array(dynamic));
     }
     Ok((!data.is_empty()).then_some(Value::Object(data)))
-}
-
-/// rdkPlugins a platform declares (top-level `rdkPlugins`), passed through.
-fn declared(inp: &ConfigInputs<'_>) -> Result<Vec<(String, PluginEntry)>, ConfigError> {
-    let Some(obj) = inp.platform.raw.get("rdkPlugins") else {
-        return Ok(Vec::new());
-    };
-    let subject = |k: &str| format!("{}: rdkPlugins{k}", inp.platform.name);
-    let Some(map) = obj.as_object() else {
-        return Err(ConfigError::Invalid {
-            subject: subject(""),
-            message: "must be an object of plugin name → {required, dependsOn, data}".into(),
-        });
-    };
-    let mut out = Vec::new();
-    for (name, v) in map {
-        if !is_plugin_name(name) {
-            return Err(ConfigError::Invalid {
-                subject: subject(&format!(".{name}")),
-                message: "plugin names are lower-case letters only ([a-z]+), as Dobby requires"
-                    .into(),
-            });
-        }
-        let entry: PluginEntry = serde_json::from_value(v.clone()).map_err(|e| ConfigError::Invalid {
-            subject: subject(&format!(".{name}")),
-            message: format!("{e}; expected {{\"required\": bool, \"dependsOn\": [names], \"data\": {{...}}}}"),
-        })?;
-        out.push((name.clone(), entry));
-    }
-    Ok(out)
 }
 
 fn hex(bytes: &[u8]) -> String {

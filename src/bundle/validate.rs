@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::compat;
@@ -126,6 +127,37 @@ pub fn check_config(path: &Path, config: &Value) -> Result<&'static str, Validat
     }
 }
 
+/// The parts of a bundle's `config.json` that [`validate`] reads, once the
+/// config passed its schema; other keys are ignored.
+#[derive(Debug, Default, Deserialize)]
+struct ConfigView {
+    root: Option<RootView>,
+    process: Option<ProcessView>,
+    #[serde(default)]
+    mounts: Vec<MountView>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RootView {
+    path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ProcessView {
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MountView {
+    destination: Option<String>,
+    source: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
 /// Checks a bundle directory: the config against its schema and, with a
 /// platform, that the entrypoint runs on it with the bundle's libraries and
 /// the device's (the bind mounts in the config).
@@ -134,47 +166,34 @@ pub fn validate(bundle: &Path, platform: Option<&Platform>, diag: &dyn Diagnosti
     let bytes = std::fs::read(&path).map_err(|source| ValidateError::Read { path: path.clone(), source })?;
     let config: Value = serde_json::from_slice(&bytes).map_err(|source| ValidateError::Json { path: path.clone(), source })?;
     let schema = check_config(&path, &config)?;
+    let config = ConfigView::deserialize(&config).map_err(|source| ValidateError::Json { path: path.clone(), source })?;
     // An absolute root.path is where the device keeps the rootfs (a
     // loopback image, say); the bundle ships it as `rootfs/`.
-    let root = config.pointer("/root/path").and_then(Value::as_str).unwrap_or("rootfs");
-    let rootfs = if root.starts_with('/') { bundle.join("rootfs") } else { bundle.join(root) };
+    let root = config.root.and_then(|r| r.path).unwrap_or_else(|| "rootfs".into());
+    let rootfs = if root.starts_with('/') { bundle.join("rootfs") } else { bundle.join(&root) };
     if !rootfs.is_dir() {
         return Err(ValidateError::Bundle { path: rootfs, reason: "root.path is not a directory".into() }.into());
     }
     let Some(platform) = platform else {
         return Ok(Validated { schema, entrypoint: None });
     };
-    let mut args: Vec<String> = config
-        .pointer("/process/args")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default();
+    let process = config.process.unwrap_or_default();
+    let mut args = process.args;
     // DobbyInit comes from the device; the app's command follows it.
-    let dobby_init = config
-        .get("mounts")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .any(|m| m.get("destination").and_then(Value::as_str) == args.first().map(String::as_str));
+    let dobby_init = config.mounts.iter().any(|m| m.destination.as_deref() == args.first().map(String::as_str));
     if dobby_init && args.len() > 1 {
         args.remove(0);
     }
-    let env_path = config
-        .pointer("/process/env")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .find_map(|e| e.strip_prefix("PATH=").map(str::to_owned));
+    let env_path = process.env.iter().find_map(|e| e.strip_prefix("PATH=").map(str::to_owned));
     let scan = elf::scan(&rootfs, diag).map_err(|source| ValidateError::Read { path: rootfs.clone(), source })?;
     // The bind mounts stand for the libraries the device provides.
     let mut plan = MatchPlan::default();
-    for m in config.get("mounts").and_then(Value::as_array).into_iter().flatten() {
-        let (Some(src), Some(dst)) = (m.get("source").and_then(Value::as_str), m.get("destination").and_then(Value::as_str)) else {
+    for m in config.mounts {
+        let (Some(source), Some(destination)) = (m.source, m.destination) else {
             continue;
         };
-        if m.get("type").and_then(Value::as_str) == Some("bind") && dst.contains(".so") {
-            plan.mounts.push(super::LibMount { source: src.to_owned(), destination: dst.to_owned() });
+        if m.kind.as_deref() == Some("bind") && destination.contains(".so") {
+            plan.mounts.push(super::LibMount { source, destination });
         }
     }
     let info = compat::check_entrypoint(&rootfs, &args, env_path.as_deref(), platform, &scan, &plan, platform.libs.as_ref())?;

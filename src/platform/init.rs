@@ -143,11 +143,8 @@ fn template(
     };
     let mut platform = match &opts.from {
         Some(from) => {
-            let text = std::fs::read_to_string(from).map_err(|source| PlatformError::Read {
-                path: from.clone(),
-                source,
-            })?;
-            let mut v = parse::parse_json(from, &text)?;
+            let bytes = crate::input::read(crate::input::InputKind::Platform, from)?;
+            let mut v = crate::input::parse(from, &bytes)?;
             parse::check_fragment(from, &v, false, diag)?;
             drop_missing_libraries(&mut v, from, root, diag);
             v

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::PlatformError;
+use crate::diag::Silent;
+use crate::input::{self, InputKind};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct LibsInventory {
@@ -179,17 +181,8 @@ pub fn symbol_hash(name: &str) -> u64 {
 impl LibsInventory {
     /// Reads an inventory file.
     pub fn load(path: &Path) -> Result<LibsInventory, PlatformError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PlatformError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let de = &mut serde_json::Deserializer::from_str(&text);
-        let inventory: LibsInventory =
-            serde_path_to_error::deserialize(de).map_err(|e| PlatformError::Invalid {
-                path: path.to_owned(),
-                key: e.path().to_string(),
-                source: e.into_inner(),
-            })?;
+        // Extra keys are allowed, as in BundleGen's schema: ignored unseen.
+        let inventory: LibsInventory = input::load(InputKind::Platform, path, false, &Silent)?;
         inventory.check_paths(path)?;
         Ok(inventory)
     }

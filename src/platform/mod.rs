@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::diag::{Diagnostics, Silent};
+use crate::input::{self, InputKind, LoadError};
 pub use init::{InitOptions, init};
 pub use libs::{ExportSet, LibEntry, LibsInventory, symbol_hash};
 pub use model::PlatformSpec;
@@ -50,23 +51,15 @@ pub enum PlatformError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not valid JSON")]
-    Json {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("{path}: the top level must be a JSON object")]
-    NotObject { path: PathBuf },
-    #[error("{path}: {key}: invalid value")]
-    Invalid {
+    /// Reading, parsing or typing one file (see [`crate::input`]).
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{path}: {key}: {message}")]
+    BadValue {
         path: PathBuf,
         key: String,
-        #[source]
-        source: serde_json::Error,
+        message: String,
     },
-    #[error("{path}: {key}: unknown key")]
-    UnknownKey { path: PathBuf, key: String },
     #[error(
         "{path}: {key}: {value:?} is not {}\nhelp: device paths are used as written, never looked up on the build machine",
         model::ABS_PATH_FORM
@@ -303,7 +296,7 @@ pub fn load(
                 .unwrap_or("{}");
             let label = PathBuf::from(format!("builtin:{n}"));
             let overlays = opts.overlays.clone();
-            build(n.to_owned(), label, text, overlays, opts, diag)
+            build(n.to_owned(), label, text.as_bytes(), overlays, opts, diag)
         }
     }
 }
@@ -314,10 +307,7 @@ pub fn load_file(
     opts: &LoadOptions,
     diag: &dyn Diagnostics,
 ) -> Result<Platform, PlatformError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PlatformError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = input::read(InputKind::Platform, path)?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -357,20 +347,16 @@ fn dot_d_files(dir: &Path) -> Result<Vec<PathBuf>, PlatformError> {
 fn build(
     name: String,
     base_path: PathBuf,
-    text: &str,
+    text: &[u8],
     overlays: Vec<PathBuf>,
     opts: &LoadOptions,
     diag: &dyn Diagnostics,
 ) -> Result<Platform, PlatformError> {
-    let mut merged = parse::parse_json(&base_path, text)?;
+    let mut merged = input::parse(&base_path, text)?;
     parse::check_fragment(&base_path, &merged, opts.strict, diag)?;
     let mut sources = vec![base_path.clone()];
     for o in overlays {
-        let t = std::fs::read_to_string(&o).map_err(|source| PlatformError::Read {
-            path: o.clone(),
-            source,
-        })?;
-        let v = parse::parse_json(&o, &t)?;
+        let v = input::parse(&o, &input::read(InputKind::Platform, &o)?)?;
         parse::check_fragment(&o, &v, opts.strict, diag)?;
         merge_patch(&mut merged, &v);
         sources.push(o);
@@ -378,7 +364,7 @@ fn build(
     for (label, v) in &opts.overlay_values {
         let label = PathBuf::from(label);
         if !v.is_object() {
-            return Err(PlatformError::NotObject { path: label });
+            return Err(LoadError::NotObject { path: label }.into());
         }
         parse::check_fragment(&label, v, opts.strict, diag)?;
         merge_patch(&mut merged, v);
@@ -405,11 +391,7 @@ pub fn validate_file(
     strict: bool,
     diag: &dyn Diagnostics,
 ) -> Result<PlatformSpec, PlatformError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PlatformError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let v = parse::parse_json(path, &text)?;
+    let v = input::parse(path, &input::read(InputKind::Platform, path)?)?;
     let spec = parse::check_fragment(path, &v, strict, diag)?;
     parse::check_required(path, &spec)?;
     Ok(spec)

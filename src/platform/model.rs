@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::size::Size;
 
@@ -68,7 +69,7 @@ pub struct PlatformSpec {
     /// Extra Dobby plugins passed through to `rdkPlugins` as written
     /// (`{required, dependsOn, data}` per plugin).
     #[serde(rename = "rdkPlugins", skip_serializing_if = "Option::is_none")]
-    pub rdk_plugins: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    pub rdk_plugins: Option<BTreeMap<String, PluginEntry>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
     // ---- extensions (docs/platforms.md) ----
@@ -245,6 +246,26 @@ pub struct Westeros {
     pub host_socket: Option<String>,
 }
 
+/// One rdkPlugin entry as `config.json` holds it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PluginEntry {
+    #[serde(default = "yes")]
+    pub required: bool,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default = "empty_object")]
+    pub data: Value,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct ResourceLimit {
     #[serde(rename = "type")]
@@ -407,7 +428,36 @@ pub struct Tarball {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file_ownership_same_as_user: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub file_mask: Option<String>,
+    pub file_mask: Option<FileMask>,
+}
+
+/// `tarball.fileMask`: an octal permission mask such as `"770"` (`0o`
+/// prefix allowed), at most `777`, written back as three octal digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMask(pub u32);
+
+impl std::str::FromStr for FileMask {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        u32::from_str_radix(text.trim().trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .map(FileMask)
+            .ok_or_else(|| format!("{text:?} is not an octal permission mask such as \"770\""))
+    }
+}
+
+impl<'de> Deserialize<'de> for FileMask {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for FileMask {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:03o}", self.0))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -476,4 +526,30 @@ impl Serialize for Resolution {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
+}
+
+/// Dobby's rule for rdkPlugins keys: `[a-z]+`.
+pub(crate) fn is_plugin_name(n: &str) -> bool {
+    !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase())
+}
+
+/// The runtime-spec form of an rlimit: `RLIMIT_[A-Z]+`, soft ≤ hard.
+pub(crate) fn check_rlimit(r: &ResourceLimit) -> Result<(), String> {
+    let ok = r
+        .kind
+        .strip_prefix("RLIMIT_")
+        .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_uppercase()));
+    if !ok {
+        return Err(format!(
+            "type {:?} is not an rlimit name like \"RLIMIT_NOFILE\"",
+            r.kind
+        ));
+    }
+    if r.soft > r.hard {
+        return Err(format!(
+            "{}: soft limit {} is above the hard limit {}",
+            r.kind, r.soft, r.hard
+        ));
+    }
+    Ok(())
 }

@@ -5,22 +5,9 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::PlatformError;
-use super::model::{LogMode, Mount, PlatformSpec, abs_path};
-use crate::diag::{Diagnostics, Warning};
-
-/// Parses JSON text; the top level must be an object.
-pub(super) fn parse_json(path: &Path, text: &str) -> Result<Value, PlatformError> {
-    let value: Value = serde_json::from_str(text).map_err(|source| PlatformError::Json {
-        path: path.to_owned(),
-        source,
-    })?;
-    if !value.is_object() {
-        return Err(PlatformError::NotObject {
-            path: path.to_owned(),
-        });
-    }
-    Ok(value)
-}
+use super::model::{LogMode, Mount, PlatformSpec, abs_path, check_rlimit, is_plugin_name};
+use crate::diag::Diagnostics;
+use crate::input::{self, InputKind};
 
 /// Checks one file (a whole template or an overlay fragment) against the
 /// typed model: wrong types and bad sizes are errors naming the key path;
@@ -31,32 +18,32 @@ pub(super) fn check_fragment(
     strict: bool,
     diag: &dyn Diagnostics,
 ) -> Result<PlatformSpec, PlatformError> {
-    let mut unknown = Vec::new();
-    let mut record = |p: serde_ignored::Path<'_>| unknown.push(key_path(&p));
-    let de = serde_ignored::Deserializer::new(value, &mut record);
-    let spec: PlatformSpec = serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
-        PlatformError::Invalid {
-            path: path.to_owned(),
-            key,
-            source: e.into_inner(),
-        }
-    })?;
-    // A `null` deletes a key when merging (RFC 7386) and is never "unknown".
-    if let Some(key) = unknown.first().filter(|_| strict) {
-        return Err(PlatformError::UnknownKey {
-            path: path.to_owned(),
-            key: key.clone(),
-        });
-    }
-    for key in unknown {
-        diag.warning(Warning::new(
-            path.display().to_string(),
-            format!("{key}: unknown key (ignored; check the spelling against docs/platforms.md)"),
-        ));
-    }
+    let spec: PlatformSpec = input::typed(InputKind::Platform, path, value, strict, diag)?;
     check_paths(path, &spec)?;
+    check_values(path, &spec)?;
     Ok(spec)
+}
+
+/// What the types cannot say: rlimit names and order, plugin names. (The
+/// tarball's `fileMask` is checked by its type, [`super::model::FileMask`].)
+fn check_values(path: &Path, spec: &PlatformSpec) -> Result<(), PlatformError> {
+    let bad = |key: String, message: String| PlatformError::BadValue {
+        path: path.to_owned(),
+        key,
+        message,
+    };
+    for (i, r) in spec.resource_limits.iter().flatten().enumerate() {
+        check_rlimit(r).map_err(|m| bad(format!("resourceLimits[{i}]"), m))?;
+    }
+    for name in spec.rdk_plugins.iter().flat_map(|p| p.keys()) {
+        if !is_plugin_name(name) {
+            return Err(bad(
+                format!("rdkPlugins.{name}"),
+                "plugin names are lower-case letters only ([a-z]+), as Dobby requires".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every device path the template names is an [`abs_path`]: mount sources
@@ -134,26 +121,6 @@ fn check_paths(path: &Path, spec: &PlatformSpec) -> Result<(), PlatformError> {
         check(&|| format!("pathMappings.{from}"), Some(to))?;
     }
     Ok(())
-}
-
-/// `gpu.devs[0].access` style path of an ignored key.
-pub(crate) fn key_path(p: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path as P;
-    match p {
-        P::Root => String::new(),
-        P::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
-        P::Map { parent, key } => {
-            let head = key_path(parent);
-            if head.is_empty() {
-                key.clone()
-            } else {
-                format!("{head}.{key}")
-            }
-        }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
-            key_path(parent)
-        }
-    }
 }
 
 /// Applies `patch` to `base` as an RFC 7386 JSON Merge Patch: objects merge

@@ -75,7 +75,7 @@ pub async fn run(req: &Request, key: &RequestKey, cx: &JobContext) -> Outcome {
     .await
     {
         Ok(Ok(p)) => p,
-        Ok(Err(e)) => return Outcome::Fatal(chain(&e)),
+        Ok(Err(e)) => return Outcome::Fatal(crate::error::chain(&e)),
         Err(e) => return Outcome::Transient(format!("loading the platform failed: {e}")),
     };
     let outdir = match &req.outputdir {
@@ -229,8 +229,8 @@ async fn run_in(
     .await;
     match committed {
         Ok(Ok(dest)) => Outcome::Success(dest),
-        Ok(Err(e @ StoreError::Exists { .. })) => Outcome::Fatal(chain(&e)),
-        Ok(Err(e)) => Outcome::Transient(chain(&e)),
+        Ok(Err(e @ StoreError::Exists { .. })) => Outcome::Fatal(crate::error::chain(&e)),
+        Ok(Err(e)) => Outcome::Transient(crate::error::chain(&e)),
         Err(e) => Outcome::Transient(format!("committing the bundle failed: {e}")),
     }
 }
@@ -461,17 +461,6 @@ fn suffix(stderr: &str) -> String {
     } else {
         format!(": {stderr}")
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 pub(crate) fn timeout_message(limit: Duration) -> String {

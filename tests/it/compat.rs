@@ -3,7 +3,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 
+use bundlegen::appmeta::AppMetadata;
 use bundlegen::compat::{self, Incompatible};
+use bundlegen::error::{self, Category};
 use bundlegen::diag::{Collected, Silent};
 use bundlegen::elf;
 use bundlegen::libmatch::{self, MatchOptions};
@@ -199,60 +201,78 @@ fn resolved(arch: &str, variant: Option<&str>) -> bundlegen::image::ResolvedImag
     }
 }
 
+/// App metadata from JSON, as `generate -a` reads it.
+fn app_metadata(v: &serde_json::Value) -> Result<AppMetadata, bundlegen::error::AppMetaError> {
+    AppMetadata::parse(v.to_string().as_bytes(), "app.json", false, &Silent)
+}
+
 #[test]
 fn platform_checks_name_the_cause() {
     let p = platform(json!({}));
-    let app = json!({"id": "com.x", "graphics": true, "network": {"type": "open"},
+    let app = json!({"id": "com.x", "type": "application/vnd.rdk-app.dac.native",
+        "graphics": true, "network": {"type": "open"},
         "resources": {"ram": "128M"}, "features": ["DeviceInfo"],
         "storage": {"persistent": [{"size": "60M", "path": "/home/private"}], "temp": [{"size": "10M", "path": "/tmp"}]},
         "display": {"resolution": "1920x1080"}, "rdk": {"minVersion": "2024Q1"}});
-    let diag = Collected::default();
-    compat::check_platform(&p, &resolved("arm64", Some("v8")), &app, &diag).expect("compatible");
-    let fails = |img: &bundlegen::image::ResolvedImage, patch: serde_json::Value| {
+    let with = |patch: serde_json::Value| {
         let mut a = app.clone();
         bundlegen::platform::merge_patch(&mut a, &patch);
-        compat::check_platform(&p, img, &a, &Silent)
+        app_metadata(&a).expect("valid app metadata")
+    };
+    let diag = Collected::default();
+    compat::check_arch(&p, &resolved("arm64", Some("v8")), &diag).expect("same architecture");
+    compat::check_platform(&p, &with(json!({})), &diag).expect("compatible");
+    let fails = |patch: serde_json::Value| {
+        compat::check_platform(&p, &with(patch), &Silent)
+            .expect_err("incompatible")
+            .to_string()
+    };
+    let arch_fails = |img: &bundlegen::image::ResolvedImage| {
+        compat::check_arch(&p, img, &Silent)
             .expect_err("incompatible")
             .to_string()
     };
     let arm64 = resolved("arm64", None);
-    assert!(fails(&resolved("amd64", None), json!({})).contains("amd64"));
-    assert!(fails(&resolved("arm", Some("v7")), json!({})).contains("arm"));
-    assert!(fails(&arm64, json!({"features": ["Netflix"]})).contains("Netflix"));
-    assert!(fails(&arm64, json!({"network": {"type": "private"}})).contains("private"));
+    compat::check_arch(&p, &arm64, &Silent).expect("same architecture");
+    assert!(arch_fails(&resolved("amd64", None)).contains("amd64"));
+    assert!(arch_fails(&resolved("arm", Some("v7"))).contains("arm"));
+    assert!(fails(json!({"features": ["Netflix"]})).contains("Netflix"));
+    assert!(fails(json!({"network": {"type": "private"}})).contains("private"));
     // RAM above maxRam is capped by default (as BundleGen) and refused
     // only by the strict memory policy.
-    let big = json!({"id": "com.x", "resources": {"ram": "512M"}});
-    compat::check_platform(&p, &arm64, &big, &Silent).expect("capped, not refused");
+    let big = with(json!({"resources": {"ram": "512M"}}));
+    compat::check_platform(&p, &big, &Silent).expect("capped, not refused");
     let err = compat::check_ram(&p, &big).expect_err("strict memory");
     assert!(err.to_string().contains("512M"), "{err}");
-    assert!(
-        fails(
-            &arm64,
-            json!({"storage": {"persistent": [{"size": "120M", "path": "/p"}]}})
-        )
-        .contains("maxSize")
-    );
+    compat::check_ram(&p, &with(json!({}))).expect("within maxRam");
+    assert!(fails(json!({"storage": {"persistent": [{"size": "120M", "path": "/p"}]}})).contains("maxSize"));
     let two = json!({"storage": {"persistent": [{"size": "80M", "path": "/a"}, {"size": "80M", "path": "/b"}]}});
-    assert!(fails(&arm64, two).contains("maxTotalSize"));
-    assert!(fails(&arm64, json!({"display": {"resolution": "3840x2160"}})).contains("3840x2160"));
-    assert!(fails(&arm64, json!({"rdk": {"minVersion": "2025Q1"}})).contains("2025Q1"));
+    assert!(fails(two).contains("maxTotalSize"));
+    assert!(fails(json!({"display": {"resolution": "3840x2160"}})).contains("3840x2160"));
+    assert!(fails(json!({"rdk": {"minVersion": "2025Q1"}})).contains("2025Q1"));
     let no_gfx = platform(json!({"hardware": {"graphics": false}}));
-    let err = compat::check_platform(&no_gfx, &arm64, &app, &Silent).expect_err("no graphics");
+    let err = compat::check_platform(&no_gfx, &with(json!({})), &Silent).expect_err("no graphics");
     assert!(matches!(err, Incompatible::Graphics));
-    let err = compat::check_platform(&p, &arm64, &json!({"resources": {"ram": "lots"}}), &Silent)
-        .expect_err("bad");
+    // A bad value is bad input (exit 1), refused when the metadata is read.
+    let mut bad = app.clone();
+    bad["resources"]["ram"] = json!("lots");
+    let err = bundlegen::error::Error::from(app_metadata(&bad).expect_err("bad"));
     assert!(
-        err.is_bad_input() && err.to_string().contains("resources.ram"),
+        err.category() == Category::BadInput && error::chain(&err).contains("resources.ram"),
         "{err}"
+    );
+    bad["resources"]["ram"] = json!("128M");
+    bad["display"]["resolution"] = json!("wide");
+    let err = bundlegen::error::Error::from(app_metadata(&bad).expect_err("bad"));
+    assert!(
+        err.category() == Category::BadInput
+            && error::chain(&err).contains("display.resolution: invalid value: invalid resolution \"wide\""),
+        "{}",
+        error::chain(&err)
     );
     // A 32-bit ARM platform refuses arm64 images and newer ARM variants.
     let arm = platform(json!({"arch": {"arch": "arm", "variant": "v7"}}));
-    assert!(
-        compat::check_platform(&arm, &resolved("arm", Some("v7")), &json!({}), &Silent).is_ok()
-    );
-    assert!(
-        compat::check_platform(&arm, &resolved("arm", Some("v8")), &json!({}), &Silent).is_err()
-    );
-    assert!(compat::check_platform(&arm, &arm64, &json!({}), &Silent).is_err());
+    assert!(compat::check_arch(&arm, &resolved("arm", Some("v7")), &Silent).is_ok());
+    assert!(compat::check_arch(&arm, &resolved("arm", Some("v8")), &Silent).is_err());
+    assert!(compat::check_arch(&arm, &arm64, &Silent).is_err());
 }

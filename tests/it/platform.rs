@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bundlegen::diag::{Collected, Silent};
+use bundlegen::input::LoadError;
 use bundlegen::platform::{self, InitOptions, LoadOptions, PlatformError};
 use serde_json::{Value, json};
 
@@ -316,11 +317,11 @@ fn each_error_names_file_key_and_allowed_form() {
     let f = dir.path().join("broken.json");
     std::fs::write(&f, "{ \"platformName\": ").expect("write");
     let err = platform::validate_file(&f, false, &Silent).expect_err("syntax");
-    assert!(matches!(err, PlatformError::Json { .. }), "{err}");
+    assert!(matches!(err, PlatformError::Load(LoadError::Json { .. })), "{err}");
     std::fs::write(&f, "[1]").expect("write");
     assert!(matches!(
         platform::validate_file(&f, false, &Silent),
-        Err(PlatformError::NotObject { .. })
+        Err(PlatformError::Load(LoadError::NotObject { .. }))
     ));
 }
 
@@ -562,4 +563,45 @@ fn init_on_debian_amd64_matches_readelf_and_schema() {
 #[test]
 fn init_on_debian_arm64_matches_readelf_and_schema() {
     init_matches_readelf("arm64", "/ld-linux-aarch64.so.1");
+}
+
+/// Issue 13: values the bundle stage used to check late (`tarball.fileMask`
+/// when the archive was written, `resourceLimits` and `rdkPlugins` when
+/// config.json was built) fail when the template loads, naming the file and
+/// the key; a good mask is typed once.
+#[test]
+fn template_values_are_checked_when_the_template_loads() {
+    let mut v = minimal();
+    v["tarball"] = json!({"fileMask": "999"});
+    assert_eq!(
+        error_for(&v),
+        "DIR/rpi3.json: tarball.fileMask: invalid value: \"999\" is not an octal permission mask such as \"770\""
+    );
+    let mut v = minimal();
+    v["resourceLimits"] = json!([{"type": "RLIMIT_NPROC", "hard": 10, "soft": 20}]);
+    assert_eq!(
+        error_for(&v),
+        "DIR/rpi3.json: resourceLimits[0]: RLIMIT_NPROC: soft limit 20 is above the hard limit 10"
+    );
+    let mut v = minimal();
+    v["rdkPlugins"] = json!({"MyCorp": {"data": {}}});
+    assert!(
+        error_for(&v).starts_with("DIR/rpi3.json: rdkPlugins.MyCorp: plugin names are lower-case"),
+        "{}",
+        error_for(&v)
+    );
+    let mut v = minimal();
+    v["rdkPlugins"] = json!({"mycorp": {"require": true}});
+    assert!(
+        error_for(&v).starts_with("DIR/rpi3.json: rdkPlugins.mycorp.require: invalid value: unknown field `require`"),
+        "{}",
+        error_for(&v)
+    );
+    let mut v = minimal();
+    v["tarball"] = json!({"fileMask": "0o750"});
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("rpi3.json");
+    write_json(&f, &v);
+    let spec = platform::validate_file(&f, true, &Silent).expect("valid");
+    assert_eq!(spec.tarball.and_then(|t| t.file_mask).map(|m| m.0), Some(0o750));
 }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{ConfigError, ConfigInputs, DEFAULT_CAPS};
 use crate::diag::{Diagnostics, Warning};
-use crate::operator::{check_rlimit, is_cap_name};
+use crate::operator::is_cap_name;
 use crate::platform::model::ResourceLimit;
 
 /// `PATH` when the image sets none (umoci's default).
@@ -51,38 +51,23 @@ pub(super) fn environment(inp: &ConfigInputs<'_>, graphics: bool, image: &[Strin
 }
 
 /// umoci's `RLIMIT_NOFILE` 1024, then the platform's and the operator's
-/// limits, a later one replacing the same type.
-pub(super) fn rlimits(inp: &ConfigInputs<'_>) -> Result<Value, ConfigError> {
+/// limits (checked when each was loaded), a later one replacing the same
+/// type.
+pub(super) fn rlimits(inp: &ConfigInputs<'_>) -> Value {
     let mut out: Vec<ResourceLimit> = vec![ResourceLimit {
         kind: "RLIMIT_NOFILE".into(),
         hard: 1024,
         soft: 1024,
     }];
-    let platform = inp
-        .platform
-        .spec
-        .resource_limits
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, r)| (format!("{}: resourceLimits[{i}]", inp.platform.name), r));
-    let operator = inp.operator.into_iter().flat_map(|op| {
-        op.rlimits
-            .iter()
-            .enumerate()
-            .map(move |(i, r)| (format!("{}: rlimits[{i}]", op.source.display()), r))
-    });
-    for (key, r) in platform.chain(operator) {
-        check_rlimit(r).map_err(|message| ConfigError::Invalid {
-            subject: key,
-            message,
-        })?;
+    let platform = inp.platform.spec.resource_limits.iter().flatten();
+    let operator = inp.operator.into_iter().flat_map(|op| op.rlimits.iter());
+    for r in platform.chain(operator) {
         match out.iter_mut().find(|o| o.kind == r.kind) {
             Some(slot) => *slot = r.clone(),
             None => out.push(r.clone()),
         }
     }
-    Ok(json!(out))
+    json!(out)
 }
 
 /// The platform's list (or BundleGen's default set), plus the app's `add`,
