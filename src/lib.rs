@@ -25,6 +25,7 @@ pub mod layers;
 pub mod ldso;
 pub mod libmatch;
 pub mod operator;
+pub mod pipeline;
 pub mod platform;
 pub mod rootfs;
 pub mod runtime;

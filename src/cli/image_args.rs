@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use bundlegen::image::{ImageRef, OpenImage, OpenOptions, ResolvedImage, Selector};
+use bundlegen::image::{OpenImage, ResolvedImage, Selector};
 use bundlegen::layers::{FlattenOptions, Limits};
 
 #[derive(Debug, Args)]
@@ -26,15 +26,8 @@ pub struct ImageArgs {
 
 impl ImageArgs {
     pub fn open(&self, creds: Option<String>) -> Result<(OpenImage, ResolvedImage), bundlegen::error::Error> {
-        let reference = ImageRef::parse(&self.image)?;
-        let open = OpenImage::open(&reference, &OpenOptions { creds, temp_dir: None })?;
-        let resolved = open.resolve(&Selector {
-            tag: reference.tag().map(str::to_owned),
-            arch: self.arch.clone(),
-            variant: self.variant.clone(),
-            os: self.os.clone(),
-        })?;
-        Ok((open, resolved))
+        let selector = Selector { tag: None, arch: self.arch.clone(), variant: self.variant.clone(), os: self.os.clone() };
+        Ok(bundlegen::image::open_and_resolve(&self.image, selector, creds)?)
     }
 }
 

@@ -174,6 +174,21 @@ pub struct OpenOptions {
     pub temp_dir: Option<PathBuf>,
 }
 
+/// Opens the image `reference` names (`oci:DIR[:TAG]`, a layout
+/// directory, `oci-archive:FILE[:TAG]`, a skopeo transport) and picks the
+/// image `selector` asks for; the reference's tag, if any, is the
+/// selector's.
+pub fn open_and_resolve(
+    reference: &str,
+    selector: Selector,
+    creds: Option<String>,
+) -> Result<(OpenImage, ResolvedImage), ImageError> {
+    let reference = ImageRef::parse(reference)?;
+    let open = OpenImage::open(&reference, &OpenOptions { creds, temp_dir: None })?;
+    let resolved = open.resolve(&Selector { tag: reference.tag().map(str::to_owned), ..selector })?;
+    Ok((open, resolved))
+}
+
 impl OpenImage {
     pub fn open(reference: &ImageRef, options: &OpenOptions) -> Result<OpenImage, ImageError> {
         match reference {
