@@ -7,6 +7,7 @@ mod compat;
 mod completions;
 mod config;
 mod debian;
+mod deps_cmd;
 mod e2e_umoci;
 mod elf;
 mod elf_symbols;
