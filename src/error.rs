@@ -17,6 +17,20 @@ pub use crate::libmatch::LibMatchError;
 pub use crate::platform::PlatformError;
 pub use crate::staging::StagingError;
 
+/// A request that cannot be carried out as given: its own values, before
+/// any input file is read.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("-s {}: the template search directory {}\nhelp: pass the directory holding the platform templates", dir.display(), if *exists { "is not a directory" } else { "does not exist" })]
+    SearchPath { dir: PathBuf, exists: bool },
+    #[error("{name}={value:?}: {reason}")]
+    Env { name: &'static str, value: String, reason: &'static str },
+    #[error("platform {name:?}: the name cannot be a directory name in OUTPUTDIR\nhelp: give the template a plain name")]
+    PlatformName { name: String },
+    #[error("platform {name} is given twice\nhelp: name each platform once")]
+    PlatformTwice { name: String },
+}
+
 /// How a failure should be reported, following BundleGen's exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Category {
@@ -56,6 +70,8 @@ pub enum Error {
     OciDir(#[from] OciDirError),
     #[error(transparent)]
     Validate(#[from] ValidateError),
+    #[error(transparent)]
+    Request(#[from] RequestError),
     #[error("image {image} has no /appmetadata.json and no app metadata file was given\nhelp: pass one with -a FILE")]
     NoAppMetadata { image: String },
     #[error("cannot write {path}")]
@@ -82,6 +98,7 @@ impl Error {
             Error::Staging(StagingError::Io { .. }) => Category::Failed,
             Error::Staging(_) => Category::BadInput,
             Error::Platform(_) => Category::BadInput,
+            Error::Request(_) => Category::BadInput,
             Error::LibMatch(e) if e.is_bad_input() => Category::BadInput,
             Error::LibMatch(_) => Category::Failed,
             Error::Incompatible(e) if e.is_bad_input() => Category::BadInput,

@@ -3,20 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::{Console, Failure};
 use bundlegen::bundle::archive::{Compression, IpkLayout};
-use bundlegen::appmeta::{AppMetadata, check_appid};
 use bundlegen::runtime::{self, Runtime};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use bundlegen::bundle::generate::{self, ArchiveKind, GenerateOptions};
-use bundlegen::bundle::multi;
-use bundlegen::image::{ImageRef, OpenImage, OpenOptions, ResolvedImage, Selector};
+use bundlegen::bundle::generate::Report;
 use bundlegen::libmatch::{self, MatchOptions};
-use bundlegen::operator::Operator;
-use bundlegen::platform::{self, LoadOptions, Platform};
+use bundlegen::pipeline;
+use bundlegen::pipeline::generate::{ArchiveRequest, Generated, PlatformResult, Request, status_of};
 
 use super::image_args::FlattenArgs;
 
@@ -165,91 +161,16 @@ pub fn run(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
 
 fn run_generate(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
     let started = Instant::now();
-    super::check_search_paths(&args.searchpath)?;
-    // BundleGen's `-i` also comes from FILE_FORMAT_IPK (click's envvar).
-    let ipk_env = match std::env::var("FILE_FORMAT_IPK") {
-        Ok(v) => click_bool(&v).map_err(|e| Failure::BadInput(anyhow::anyhow!("FILE_FORMAT_IPK={v:?}: {e}")))?,
-        Err(_) => false,
-    };
-    if args.threads > 0 {
-        // The ELF scan uses rayon's global pool.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global();
-    }
-    let load = LoadOptions {
+    let request = Request {
+        image: args.image.clone(),
+        creds: args.creds.clone(),
+        outputdir: args.outputdir.clone(),
+        platforms: args.platform.clone(),
         search_paths: args.searchpath.clone(),
         overlays: args.platform_overlay.clone(),
-        overlay_values: Vec::new(),
-        strict: args.strict,
-        load_libs: true,
-    }
-    .with_env_search_paths();
-    let operator = match &args.operator {
-        Some(path) => Some(Operator::load(path, args.strict, console).map_err(|e| Failure::BadInput(e.into()))?),
-        None => None,
-    };
-    let load = LoadOptions { overlay_values: operator.iter().filter_map(Operator::platform_overlay).collect(), ..load };
-    let platforms = args
-        .platform
-        .iter()
-        .map(|name| platform::load(name, &load, console).map_err(|e| Failure::BadInput(e.into())))
-        .collect::<Result<Vec<_>, _>>()?;
-    if platforms.len() > 1 {
-        check_platform_names(&platforms)?;
-    }
-    // Every input is read before the image is opened (which may mean a
-    // download): the app metadata file and the -x id.
-    let app_metadata = match &args.appmetadata {
-        Some(path) => Some(AppMetadata::load(path, args.strict, console).map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?),
-        None => None,
-    };
-    if let Some(id) = &args.appid {
-        check_appid(id).map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
-    }
-
-    let reference = ImageRef::parse(&args.image).map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
-    let source = OpenImage::open(&reference, &OpenOptions { creds: args.creds.clone(), temp_dir: None })
-        .map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
-    // Pick each platform's architecture from a multi-platform image; a
-    // single-platform image of another architecture is resolved anyway so
-    // that the compatibility check reports it (exit 2), not "no match".
-    let images = platforms
-        .iter()
-        .map(|platform| {
-            let selector = Selector { tag: reference.tag().map(str::to_owned), arch: platform.oci_arch().map(str::to_owned), variant: None, os: None };
-            match source.resolve(&selector) {
-                Ok(image) => Ok(image),
-                Err(first) => source
-                    .resolve(&Selector { arch: None, ..selector })
-                    .map_err(|_| Failure::from(bundlegen::error::Error::from(first))),
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-
-    let archive = if args.no_archive {
-        ArchiveKind::None
-    } else if args.ipk || ipk_env {
-        ArchiveKind::Ipk(match args.ipk_format {
-            IpkFormat::Bundlegen => IpkLayout::BundleGen,
-            IpkFormat::Ar => IpkLayout::Ar,
-        })
-    } else {
-        ArchiveKind::Tar(match args.compression {
-            ArchiveCompression::Gzip => Compression::Gzip,
-            ArchiveCompression::Zstd => Compression::Zstd,
-            ArchiveCompression::None => Compression::None,
-        })
-    };
-    let source_date_epoch = source_date_epoch().map_err(Failure::BadInput)?;
-    // --oci-output DIR: DIR/<platform> for each of several platforms.
-    let oci_outputs: Vec<Option<PathBuf>> = platforms
-        .iter()
-        .map(|p| args.oci_output.as_ref().map(|dir| if platforms.len() > 1 { dir.join(&p.name) } else { dir.clone() }))
-        .collect();
-    let options = |platform, oci_output| GenerateOptions {
-        platform,
-        app_metadata: app_metadata.as_ref(),
-        app_id: args.appid.as_deref(),
-        operator: operator.as_ref(),
+        operator: args.operator.clone(),
+        app_metadata: args.appmetadata.clone(),
+        app_id: args.appid.clone(),
         runtime: args.runtime.unwrap_or(if args.crun { runtime::CRUN } else { runtime::DOBBY }),
         matching: MatchOptions {
             mode: match args.libmatchingmode {
@@ -265,37 +186,43 @@ fn run_generate(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
         create_mount_points: args.createmountpoints,
         strict_memory: args.strict_memory,
         overwrite: args.yes,
-        archive,
+        archive: {
+            let ipk_layout = match args.ipk_format {
+                IpkFormat::Bundlegen => IpkLayout::BundleGen,
+                IpkFormat::Ar => IpkLayout::Ar,
+            };
+            if args.no_archive {
+                ArchiveRequest::None
+            } else if args.ipk {
+                ArchiveRequest::Ipk(ipk_layout)
+            } else {
+                let compression = match args.compression {
+                    ArchiveCompression::Gzip => Compression::Gzip,
+                    ArchiveCompression::Zstd => Compression::Zstd,
+                    ArchiveCompression::None => Compression::None,
+                };
+                ArchiveRequest::Default { compression, ipk_layout }
+            }
+        },
         strict: args.strict,
-        oci_output,
-        source_date_epoch,
+        oci_output: args.oci_output.clone(),
+        report: args.report.clone(),
         threads: args.threads,
         flatten: args.flatten.options(),
     };
-    if platforms.len() > 1 {
-        return run_multi(&args, &source, &platforms, &images, &oci_outputs, archive, options, console, started);
+    match pipeline::generate::generate(&request, console).map_err(|e| vanished(&args.outputdir, e))? {
+        Generated::One { report, done } => {
+            console.note(&generated(&report, started));
+            // BundleGen's last line, which scripts look for.
+            console.note(&format!("Successfully generated bundle at {}", done.display()));
+            Ok(())
+        }
+        Generated::Several(results) => several(results, console, started),
     }
-    let (platform, image) = (&platforms[0], &images[0]);
-    let opts = options(platform, oci_outputs[0].as_deref());
-    let report = generate::generate(&source, image, &args.outputdir, &opts, console).map_err(|e| vanished(&args.outputdir, e))?;
-    if let Some(path) = &args.report {
-        let mut json = serde_json::to_vec_pretty(&report).context("cannot encode the report").map_err(Failure::Processing)?;
-        json.push(b'\n');
-        bundlegen::staging::StagedFile::write(path, &json)
-            .with_context(|| format!("cannot write the report {}", path.display()))
-            .map_err(Failure::Processing)?;
-    }
-    console.note(&generated(&report, started));
-    // BundleGen's last line, which scripts look for: the absolute path of
-    // the archive (of the bundle directory with --no-archive).
-    let done = generate::archive_path(&args.outputdir, archive).unwrap_or_else(|| args.outputdir.clone());
-    let done = std::path::absolute(&done).unwrap_or(done);
-    console.note(&format!("Successfully generated bundle at {}", done.display()));
-    Ok(())
 }
 
 /// The line saying what was generated.
-fn generated(report: &generate::Report, started: Instant) -> String {
+fn generated(report: &Report, started: Instant) -> String {
     format!(
         "generated {} for {} ({} mode): {} libraries from the device, {} files removed, rootfs {} MiB (image {} MiB){} in {:.2}s",
         report.app_id,
@@ -310,103 +237,46 @@ fn generated(report: &generate::Report, started: Instant) -> String {
     )
 }
 
-/// Several platforms: each bundle is `OUTPUTDIR/<platform>`. Every
-/// platform's result is shown; the exit status is the worst of them.
-#[allow(clippy::too_many_arguments)]
-fn run_multi<'a>(
-    args: &GenerateArgs,
-    source: &OpenImage,
-    platforms: &'a [Platform],
-    images: &'a [ResolvedImage],
-    oci_outputs: &'a [Option<PathBuf>],
-    archive: ArchiveKind,
-    options: impl Fn(&'a Platform, Option<&'a Path>) -> GenerateOptions<'a>,
-    console: &Console,
-    started: Instant,
-) -> Result<(), Failure> {
-    let targets: Vec<multi::Target<'_>> = platforms
-        .iter()
-        .zip(images)
-        .zip(oci_outputs)
-        .map(|((platform, image), oci)| multi::Target { image, outputdir: args.outputdir.join(&platform.name), opts: options(platform, oci.as_deref()) })
-        .collect();
-    let outcomes = multi::generate_all(source, &targets, console);
-
-    let mut summary = Vec::new();
+/// Several platforms: every platform's result is shown; the exit status
+/// is the worst of them.
+fn several(results: Vec<PlatformResult>, console: &Console, started: Instant) -> Result<(), Failure> {
     let mut worst: Option<Failure> = None;
-    for outcome in outcomes {
-        let name = outcome.platform.clone();
-        let entry = match outcome.result {
+    let mut failed = Vec::new();
+    let total = results.len();
+    for r in results {
+        match r.result {
             Ok(report) => {
-                let report_file = match &args.report {
-                    Some(_) => Some(write_report(&args.outputdir.join(format!("{name}.report.json")), &report)?),
-                    None => None,
-                };
-                console.note(&format!("{name}: {}", generated(&report, started)));
-                let done = generate::archive_path(&outcome.outputdir, archive).unwrap_or_else(|| outcome.outputdir.clone());
-                let done = std::path::absolute(&done).unwrap_or(done);
-                console.note(&format!("Successfully generated bundle at {}", done.display()));
-                serde_json::json!({
-                    "platform": name,
-                    "status": "generated",
-                    "exitCode": 0,
-                    "bundle": outcome.outputdir,
-                    "archive": report.archive.as_ref().map(|a| &a.path),
-                    "report": report_file,
-                })
+                console.note(&format!("{}: {}", r.platform, generated(&report, started)));
+                console.note(&format!("Successfully generated bundle at {}", r.done.display()));
             }
             Err(e) => {
-                let failure = failure_of(e, &outcome.outputdir);
+                let failure = failure_of(e, &r.outputdir);
                 let code = failure.exit_code();
-                eprintln!("{name}: failed (exit {code}):");
+                eprintln!("{}: failed (exit {code}):", r.platform);
                 super::report(failure.error());
-                let entry = serde_json::json!({
-                    "platform": name,
-                    "status": status_of(code),
-                    "exitCode": code,
-                    "error": failure.error().chain().map(ToString::to_string).collect::<Vec<_>>(),
-                });
+                failed.push(format!("{} ({}, exit {code})", r.platform, status_of(code)));
                 if worst.as_ref().is_none_or(|w| w.exit_code() < code) {
                     worst = Some(failure);
                 }
-                entry
             }
-        };
-        summary.push(entry);
+        }
     }
-    if let Some(path) = &args.report {
-        write_report(path, &serde_json::json!({ "platforms": summary }))?;
-    }
-    let failed: Vec<String> = summary
-        .iter()
-        .filter(|e| e["exitCode"] != 0)
-        .map(|e| format!("{} ({}, exit {})", e["platform"].as_str().unwrap_or_default(), e["status"].as_str().unwrap_or_default(), e["exitCode"]))
-        .collect();
     console.note(&format!(
-        "summary: {} of {} platforms generated{} in {:.2}s",
-        summary.len() - failed.len(),
-        summary.len(),
+        "summary: {} of {total} platforms generated{} in {:.2}s",
+        total - failed.len(),
         if failed.is_empty() { String::new() } else { format!("; failed: {}", failed.join(", ")) },
         started.elapsed().as_secs_f64()
     ));
     match worst {
         None => Ok(()),
         Some(w) => {
-            let message = anyhow::anyhow!("{} of {} platforms failed: {}", failed.len(), summary.len(), failed.join(", "));
+            let message = anyhow::anyhow!("{} of {total} platforms failed: {}", failed.len(), failed.join(", "));
             Err(match w {
                 Failure::BadInput(_) => Failure::BadInput(message),
                 Failure::Incompatible(_) => Failure::Incompatible(message),
                 Failure::Processing(_) => Failure::Processing(message),
             })
         }
-    }
-}
-
-fn status_of(code: u8) -> &'static str {
-    match code {
-        1 => "bad input",
-        2 => "incompatible",
-        _ => "failed",
     }
 }
 
@@ -425,63 +295,10 @@ fn failure_of(e: std::sync::Arc<bundlegen::error::Error>, outputdir: &Path) -> F
     failure.with_replace_help(|_| "pass -y to replace it".into())
 }
 
-fn write_report(path: &Path, value: &impl serde::Serialize) -> Result<PathBuf, Failure> {
-    let mut json = serde_json::to_vec_pretty(value).context("cannot encode the report").map_err(Failure::Processing)?;
-    json.push(b'\n');
-    bundlegen::staging::StagedFile::write(path, &json)
-        .with_context(|| format!("cannot write the report {}", path.display()))
-        .map_err(Failure::Processing)?;
-    Ok(path.to_owned())
-}
-
-/// Several platforms: each name becomes a directory in OUTPUTDIR, so it
-/// must be a plain file name, and given once.
-fn check_platform_names(platforms: &[Platform]) -> Result<(), Failure> {
-    let mut seen = std::collections::BTreeSet::new();
-    for p in platforms {
-        let name = p.name.as_str();
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-            return Err(Failure::BadInput(anyhow::anyhow!(
-                "platform {name:?}: the name cannot be a directory name in OUTPUTDIR\nhelp: give the template a plain name"
-            )));
-        }
-        if !seen.insert(name) {
-            return Err(Failure::BadInput(anyhow::anyhow!(
-                "platform {name} is given twice\nhelp: name each platform once"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// A boolean from the environment as click 7 (BundleGen's) reads it: `1`,
-/// `true`, `t`, `yes`, `y`, `on` and `0`, `false`, `f`, `no`, `n`, `off`
-/// in any case; empty is unset (off).
-fn click_bool(value: &str) -> Result<bool, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "t" | "yes" | "y" | "on" => Ok(true),
-        "0" | "false" | "f" | "no" | "n" | "off" | "" => Ok(false),
-        _ => Err("expected 1, true, yes, on or 0, false, no, off (or empty)".into()),
-    }
-}
-
 /// A failure, explained when the output's directory is gone.
 fn vanished(outputdir: &std::path::Path, e: bundlegen::error::Error) -> Failure {
     match Failure::from(e) {
         Failure::Processing(e) => Failure::Processing(super::explain_vanished(outputdir, e)),
         other => other,
-    }
-}
-
-/// `SOURCE_DATE_EPOCH` as reproducible-builds.org defines it.
-fn source_date_epoch() -> anyhow::Result<Option<i64>> {
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if v.trim().is_empty() => Ok(None),
-        Ok(v) => v
-            .trim()
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| anyhow::anyhow!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970")),
-        Err(_) => Ok(None),
     }
 }

@@ -2,6 +2,8 @@
 //! the policy between them. The command line (`cli/`) parses arguments,
 //! calls one function here and maps its error to an exit code.
 //!
+//! - [`generate`]: a request → one bundle, or one per platform;
 //! - [`deps`]: an image or rootfs → the loader model's view of its ELF files.
 
 pub mod deps;
+pub mod generate;
