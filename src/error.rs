@@ -113,6 +113,8 @@ impl Error {
                 Category::BadInput
             }
             Error::Validate(ValidateError::Read { .. }) => Category::Failed,
+            Error::Validate(ValidateError::Entrypoint(e)) if e.is_failure() => Category::Failed,
+            Error::Validate(ValidateError::Entrypoint(e)) if !e.is_bad_input() => Category::Incompatible,
             Error::Validate(_) => Category::BadInput,
             Error::Archive(_) | Error::OciDir(_) | Error::Output { .. } | Error::Scan { .. } => Category::Failed,
         }

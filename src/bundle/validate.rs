@@ -61,6 +61,9 @@ pub enum ValidateError {
     Invalid { path: PathBuf, schema: &'static str, problems: Vec<String> },
     #[error("{path}: {reason}")]
     Bundle { path: PathBuf, reason: String },
+    /// The entrypoint does not run on the platform (`-p`).
+    #[error(transparent)]
+    Entrypoint(#[from] compat::Incompatible),
 }
 
 /// What a valid bundle looks like.
@@ -161,7 +164,7 @@ struct MountView {
 /// Checks a bundle directory: the config against its schema and, with a
 /// platform, that the entrypoint runs on it with the bundle's libraries and
 /// the device's (the bind mounts in the config).
-pub fn validate(bundle: &Path, platform: Option<&Platform>, diag: &dyn Diagnostics) -> Result<Validated, crate::error::Error> {
+pub fn validate(bundle: &Path, platform: Option<&Platform>, diag: &dyn Diagnostics) -> Result<Validated, ValidateError> {
     let path = bundle.join("config.json");
     let bytes = std::fs::read(&path).map_err(|source| ValidateError::Read { path: path.clone(), source })?;
     let config: Value = serde_json::from_slice(&bytes).map_err(|source| ValidateError::Json { path: path.clone(), source })?;

@@ -6,7 +6,6 @@ use clap::Args;
 
 use super::Console;
 use super::image_args::{FlattenArgs, ImageArgs};
-use bundlegen::layers;
 
 #[derive(Debug, Args)]
 pub struct UnpackArgs {
@@ -30,7 +29,7 @@ pub fn run(args: UnpackArgs, console: &Console) -> anyhow::Result<()> {
     let started = Instant::now();
     let (source, image) = args.image.open(None)?;
     let options = args.flatten.options();
-    let done = layers::unpack(&source, &image, &args.rootfs, args.force, &options, console)
+    let done = bundlegen::pipeline::unpack::unpack(&source, &image, &args.rootfs, args.force, &options, console)
         .map_err(|e| super::explain_vanished(&args.rootfs, e.into()))?;
     let s = &done.stats;
     console.note(&format!(

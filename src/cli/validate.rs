@@ -33,7 +33,7 @@ pub fn run(args: ValidateArgs, console: &Console) -> Result<(), Failure> {
         }
         None => None,
     };
-    let result = validate::validate(&args.bundle, platform.as_ref(), console).map_err(Failure::from)?;
+    let result = validate::validate(&args.bundle, platform.as_ref(), console).map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
     if args.json {
         let text = serde_json::to_string_pretty(&result).map_err(|e| Failure::Processing(e.into()))?;
         println!("{text}");

@@ -491,20 +491,3 @@ fn corrupt(id: &LayerId, compression: Compression, source: io::Error) -> Flatten
     FlattenError::Decompress { layer: id.to_string(), compression, source }
 }
 
-/// Flattens `image` into a new directory `dest`, which appears only once
-/// complete (see [`crate::staging`]). `dest` may not overlap the image
-/// layout.
-pub fn unpack(
-    source: &OpenImage,
-    image: &ResolvedImage,
-    dest: &Path,
-    overwrite: bool,
-    options: &FlattenOptions,
-    diag: &dyn Diagnostics,
-) -> Result<Flattened, crate::error::Error> {
-    crate::staging::refuse_overlap(dest, &source.dir, "the image layout")?;
-    let staging = crate::staging::Staging::new(dest, overwrite)?;
-    let flattened = flatten(source, image, staging.path(), options, diag)?;
-    staging.commit()?;
-    Ok(flattened)
-}
