@@ -126,6 +126,8 @@ struct Shared {
     flattened: layers::Flattened,
     app: crate::appmeta::AppMetadata,
     scan: crate::elf::ElfScan,
+    /// Library matching's model of the image (it reads `rootfs`).
+    model: crate::libmatch::ImageModel,
     warnings_before_check: Vec<Warning>,
     warnings_after_check: Vec<Warning>,
 }
@@ -157,6 +159,7 @@ fn analyse(
     )?;
     let before = tee.record.warnings().len();
     let scan = generate::scan_elf(&rootfs, &tee)?;
+    let model = crate::libmatch::ImageModel::new(&rootfs, &scan);
     let mut warnings_before_check = tee.record.warnings();
     let warnings_after_check = warnings_before_check.split_off(before);
     Ok(Shared {
@@ -165,6 +168,7 @@ fn analyse(
         flattened,
         app,
         scan,
+        model,
         warnings_before_check,
         warnings_after_check,
     })
@@ -192,6 +196,7 @@ fn platform(
         flattened: &shared.flattened,
         app: &shared.app,
         scan: &shared.scan,
+        model: Some(&shared.model),
     };
     generate::finish(
         target.image,
