@@ -1,9 +1,13 @@
 //! `generate` for several platforms from one image (`-p A -p B`): the
-//! image is flattened, its app metadata read and its ELF files scanned
-//! once per resolved manifest (platforms of one architecture share it),
-//! then each platform works on its own hard-linked copy of that rootfs
+//! image is flattened, its app metadata read, its ELF files scanned and
+//! library matching's model of it built ([`crate::libmatch::ImageModel`]: loader
+//! model, symlinks, the search for library names) once per resolved
+//! manifest (platforms of one architecture share it), then each platform
+//! works on its own hard-linked copy of that rootfs
 //! ([`shared_tree::link`]) and writes what a single-platform run writes,
-//! byte for byte.
+//! byte for byte. Library matching reads the shared rootfs (the same
+//! content as the copy); what writes (the removals, the preparation, the
+//! archive) works on the platform's copy.
 //!
 //! Each platform succeeds or fails on its own: an incompatible platform,
 //! or an output that already exists, stops that platform only. A failure
