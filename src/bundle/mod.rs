@@ -3,8 +3,6 @@
 
 pub mod archive;
 pub mod config;
-pub mod generate;
-pub mod multi;
 pub mod shared_tree;
 pub mod ocidir;
 pub mod plugins;

@@ -9,7 +9,7 @@ use super::{Console, Failure};
 use bundlegen::bundle::archive::{Compression, IpkLayout};
 use bundlegen::runtime::{self, Runtime};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use bundlegen::bundle::generate::Report;
+use bundlegen::pipeline::stages::Report;
 use bundlegen::libmatch::{self, MatchOptions};
 use bundlegen::pipeline;
 use bundlegen::pipeline::generate::{ArchiveRequest, Generated, PlatformResult, Request, status_of};

@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use crate::appmeta::{self, AppMetadata};
 use crate::bundle::archive::{Compression, IpkLayout};
-use crate::bundle::generate::{self, ArchiveKind, GenerateOptions, Report};
-use crate::bundle::multi;
+use super::multi;
+use super::stages::{self, ArchiveKind, GenerateOptions, Report};
 use crate::diag::Diagnostics;
 use crate::error::{Category, Error, RequestError};
 use crate::image::{ImageRef, OpenImage, OpenOptions, ResolvedImage, Selector};
@@ -210,7 +210,7 @@ pub fn generate(req: &Request, diag: &dyn Diagnostics) -> Result<Generated, Erro
     };
     if !several {
         let opts = options(&platforms[0], oci_outputs[0].as_deref());
-        let report = generate::generate(&source, &images[0], &req.outputdir, &opts, diag)?;
+        let report = stages::generate(&source, &images[0], &req.outputdir, &opts, diag)?;
         if let Some(path) = &req.report {
             write_report(path, &report)?;
         }
@@ -285,7 +285,7 @@ fn image_for(source: &OpenImage, reference: &ImageRef, platform: &Platform) -> R
 /// BundleGen's success line names the archive's absolute path (the
 /// bundle directory's without one).
 fn success_path(outputdir: &Path, archive: ArchiveKind) -> PathBuf {
-    let done = generate::archive_path(outputdir, archive).unwrap_or_else(|| outputdir.to_owned());
+    let done = stages::archive_path(outputdir, archive).unwrap_or_else(|| outputdir.to_owned());
     std::path::absolute(&done).unwrap_or(done)
 }
 

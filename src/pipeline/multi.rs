@@ -21,8 +21,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::generate::{self, Analysed, GenerateOptions, Report};
-use super::shared_tree;
+use super::stages::{self as generate, Analysed, GenerateOptions, Report};
+use crate::bundle::shared_tree;
 use crate::diag::{Diagnostics, Progress, Tee, Warning};
 use crate::error::Error;
 use crate::image::{OpenImage, ResolvedImage};

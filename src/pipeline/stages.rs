@@ -1,23 +1,29 @@
-//! `generate`: one image, one platform, one app → a bundle directory
-//! (`config.json` + `rootfs/`) and its archive.
+//! The stages of one platform's bundle: one image, one platform, one app →
+//! a bundle directory (`config.json` + `rootfs/`) and its archive.
 //!
-//! The stages, in order: flatten the image into a staging directory; read
-//! the app metadata (from the caller or `/appmetadata.json` in the image,
-//! which is then removed); check the app against the platform; scan the
-//! rootfs's ELF files; plan and apply library matching; check that the
-//! entrypoint can run; build `config.json`; prepare the rootfs for Dobby;
-//! rename the bundle into place; write the archive and, if asked, an OCI
-//! image of the final rootfs.
+//! In order ([`generate`]): check the inputs (`-x`, the image's
+//! architecture against the platform's, outputs overlapping the input);
+//! claim the output (a locked staging directory beside it); flatten the
+//! image into `staging/rootfs`; read the app metadata (the caller's, or
+//! `/appmetadata.json` from the image, which is then removed); check the
+//! app against the platform; scan the rootfs's ELF files. Then
+//! ([`finish`], which a several-platform run calls once per platform on a
+//! copy of the shared rootfs): plan library matching; check that the
+//! entrypoint runs; apply the plan (remove the libraries the device
+//! provides); build `config.json`; prepare the rootfs (mount points,
+//! `/etc/localtime`, D-Bus); write the archive from the staging directory;
+//! rename the bundle, then the archive, into place; write the OCI image of
+//! the final rootfs if asked.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::archive::{self, ArchiveInfo, ArchiveOptions, Compression};
-use super::config::{self, ConfigInputs};
+use crate::bundle::archive::{self, ArchiveInfo, ArchiveOptions, Compression};
+use crate::bundle::config::{self, ConfigInputs};
+use crate::bundle::{ocidir, prep};
 use crate::runtime::Runtime;
-use super::{ocidir, prep};
 use crate::appmeta::AppMetadata;
 use crate::compat;
 use crate::diag::{Diagnostics, Progress, Tee, Unit, Warning};
