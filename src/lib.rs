@@ -27,6 +27,7 @@ pub mod libmatch;
 pub mod operator;
 pub mod platform;
 pub mod rootfs;
+pub mod runtime;
 pub mod serve;
 pub mod size;
 pub mod staging;

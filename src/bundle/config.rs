@@ -20,6 +20,7 @@ use crate::diag::{Diagnostics, Warning};
 use crate::image::spec::ImageConfig;
 use crate::operator::Operator;
 use crate::platform::Platform;
+use crate::runtime::Runtime;
 use mounts::{Mounts, OciMount};
 
 /// Default DobbyInit location on the device.
@@ -39,23 +40,13 @@ pub const DEFAULT_CAPS: [&str; 9] = [
     "CAP_SETUID",
 ];
 
-/// Which runtime the bundle is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Dobby: `ociVersion` `1.0.2-dobby`, or `1.0.2` plus the four
-    /// DobbyPluginLauncher hooks when the platform sets
-    /// `dobby.generateCompliantConfig`; DobbyInit; `rdkPlugins`.
-    Dobby,
-    /// crun or runc as is (`-u`): `1.0.2`, no DobbyInit, no `rdkPlugins`.
-    Crun,
-}
-
 pub struct ConfigInputs<'a> {
     pub image: &'a ImageConfig,
     pub platform: &'a Platform,
     pub app: &'a AppMetadata,
     pub operator: Option<&'a Operator>,
-    pub mode: Mode,
+    /// The runtime the bundle is for: what it provides beyond the OCI spec.
+    pub runtime: Runtime,
     pub lib_mounts: &'a [LibMount],
     /// The flattened rootfs, to read `etc/passwd` and `etc/group`.
     pub rootfs: &'a Path,
@@ -171,7 +162,7 @@ pub fn build(inp: &ConfigInputs<'_>, diag: &dyn Diagnostics) -> Result<BuiltConf
 
     // process
     let mut args = Vec::new();
-    if inp.mode == Mode::Dobby {
+    if inp.runtime.init {
         args.push(dobby_init.clone());
     }
     let cfg = inp.image.config.clone().unwrap_or_default();
@@ -221,7 +212,7 @@ pub fn build(inp: &ConfigInputs<'_>, diag: &dyn Diagnostics) -> Result<BuiltConf
     for sm in mounts::standard(inp, users.userns, network_open) {
         m.push(sm);
     }
-    if inp.mode == Mode::Dobby {
+    if inp.runtime.init {
         let src = mounts::map_path(&dobby_init, inp);
         m.push(OciMount::bind(
             &src,
@@ -262,7 +253,7 @@ pub fn build(inp: &ConfigInputs<'_>, diag: &dyn Diagnostics) -> Result<BuiltConf
             ));
         }
     }
-    if inp.mode == Mode::Dobby
+    if inp.runtime.rdk_plugins
         && let Some(dir) = dobby.plugin_dir.as_deref()
     {
         let src = mounts::map_path(dir, inp);
@@ -280,13 +271,13 @@ pub fn build(inp: &ConfigInputs<'_>, diag: &dyn Diagnostics) -> Result<BuiltConf
             kind: MountPointKind::Dir,
         });
     }
-    if inp.mode == Mode::Crun {
+    if !inp.runtime.rdk_plugins {
         for p in &inp.app.storage.persistent {
             diag.warning(Warning::new(
                 format!("{}: storage.persistent", inp.app.source.display()),
                 format!(
-                    "{}: persistent storage needs Dobby's storage plugin; a crun bundle gets a {} tmpfs there (not kept across restarts)",
-                    p.path, p.size
+                    "{}: persistent storage needs Dobby's storage plugin; a {} bundle gets a {} tmpfs there (not kept across restarts)",
+                    p.path, inp.runtime.name, p.size
                 ),
             ));
             m.push(mounts::tmpfs(&p.path, p.size.bytes(), cuid, cgid));
@@ -300,7 +291,7 @@ pub fn build(inp: &ConfigInputs<'_>, diag: &dyn Diagnostics) -> Result<BuiltConf
     for destination in m.made_plain.drain(..) {
         diag.warning(Warning::new(
             destination,
-            "X-dobby.optional: a crun bundle has no optional mounts (Dobby's storage plugin), so this is an ordinary mount, as in BundleGen's: the container does not start on a device without its source",
+            format!("X-dobby.optional: a {} bundle has no optional mounts (Dobby's storage plugin), so this is an ordinary mount, as in BundleGen's: the container does not start on a device without its source", inp.runtime.name),
         ));
     }
     for p in &inp.app.storage.persistent {
@@ -327,7 +318,7 @@ pub fn build(inp: &ConfigInputs<'_>, diag: &dyn Diagnostics) -> Result<BuiltConf
         "hostname": spec.hostname.as_deref().map_or(inp.app.id.clone(), |h| h.replace("{id}", &inp.app.id)),
     });
     let mut plugin_names = BTreeSet::new();
-    if inp.mode == Mode::Dobby {
+    if inp.runtime.rdk_plugins {
         let dynamic = m.optional.iter().map(dynamic_mount).collect();
         let plugins = super::plugins::build(inp, graphics, dynamic, diag)?;
         plugin_names.extend(plugins.keys().cloned());
@@ -425,15 +416,13 @@ fn linux_section(
         json!({"type": "mount"}),
     ];
     // Dobby's networking plugin sets up the network namespace itself; a
-    // crun bundle is isolated unless the app asks for the host network.
-    let netns = match inp.mode {
-        Mode::Dobby => false,
-        Mode::Crun => inp.app.network.kind != "open",
-    };
-    if inp.mode == Mode::Crun && inp.app.network.kind == "nat" {
+    // bundle for another runtime is isolated unless the app asks for the
+    // host network.
+    let netns = !inp.runtime.network_plugin && inp.app.network.kind != "open";
+    if !inp.runtime.network_plugin && inp.app.network.kind == "nat" {
         diag.warning(Warning::new(
             format!("{}: network.type", inp.app.source.display()),
-            "\"nat\" needs Dobby's networking plugin: a crun bundle gets a network namespace with loopback only",
+            format!("\"nat\" needs Dobby's networking plugin: a {} bundle gets a network namespace with loopback only", inp.runtime.name),
         ));
     }
     if netns {

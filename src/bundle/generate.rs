@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::archive::{self, ArchiveInfo, ArchiveOptions, Compression};
-use super::config::{self, ConfigInputs, Mode};
+use super::config::{self, ConfigInputs};
+use crate::runtime::Runtime;
 use super::{ocidir, prep};
 use crate::appmeta::AppMetadata;
 use crate::compat;
@@ -52,7 +53,8 @@ pub struct GenerateOptions<'a> {
     /// `-x`
     pub app_id: Option<&'a str>,
     pub operator: Option<&'a Operator>,
-    pub mode: Mode,
+    /// `--runtime` (`-u`: crun).
+    pub runtime: Runtime,
     pub matching: MatchOptions,
     /// `-r`
     pub create_mount_points: bool,
@@ -77,6 +79,7 @@ pub struct Report {
     pub app_id: String,
     pub platform: String,
     pub image: ImageSummary,
+    /// The runtime the bundle is for (`dobby`, `crun`, `runc`).
     pub mode: &'static str,
     pub bundle: PathBuf,
     pub entrypoint: compat::EntrypointInfo,
@@ -262,7 +265,7 @@ pub(crate) fn finish(
             platform,
             app,
             operator: opts.operator,
-            mode: opts.mode,
+            runtime: opts.runtime,
             lib_mounts: &plan.mounts,
             rootfs: &rootfs,
             create_mount_points: opts.create_mount_points,
@@ -334,10 +337,7 @@ pub(crate) fn finish(
             platform: image.platform.to_string(),
             layers: image.layers.len(),
         },
-        mode: match opts.mode {
-            Mode::Dobby => "dobby",
-            Mode::Crun => "crun",
-        },
+        mode: opts.runtime.name,
         bundle: outputdir.to_owned(),
         entrypoint,
         libraries: plan,

@@ -9,7 +9,8 @@ use clap::{Args, ValueEnum};
 use super::{Console, Failure};
 use bundlegen::bundle::archive::{Compression, IpkLayout};
 use bundlegen::appmeta::{AppMetadata, check_appid};
-use bundlegen::bundle::config::Mode;
+use bundlegen::runtime::{self, Runtime};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use bundlegen::bundle::generate::{self, ArchiveKind, GenerateOptions};
 use bundlegen::bundle::multi;
 use bundlegen::image::{ImageRef, OpenImage, OpenOptions, ResolvedImage, Selector};
@@ -86,9 +87,15 @@ pub struct GenerateArgs {
     /// Create every mount destination in the rootfs (for read-only rootfs)
     #[arg(short = 'r', long = "createmountpoints")]
     pub createmountpoints: bool,
-    /// Plain OCI bundle for crun or runc: ociVersion 1.0.2, no DobbyInit, no rdkPlugins
-    #[arg(short = 'u', long = "crun")]
+    /// Plain OCI bundle for crun or runc: ociVersion 1.0.2, no DobbyInit, no
+    /// rdkPlugins (BundleGen's flag; the same as --runtime crun)
+    #[arg(short = 'u', long = "crun", conflicts_with = "runtime")]
     pub crun: bool,
+    /// The runtime the bundle is for [default: dobby; -u: crun]
+    #[arg(long = "runtime", value_name = "NAME",
+          value_parser = PossibleValuesParser::new(runtime::names())
+              .map(|name| runtime::by_name(&name).expect("a name runtime::names() lists")))]
+    pub runtime: Option<Runtime>,
     /// Replace OUTPUTDIR if it exists and is not empty (an existing
     /// archive is replaced with or without -y, as BundleGen does)
     #[arg(short = 'y', long = "yes")]
@@ -243,7 +250,7 @@ fn run_generate(args: GenerateArgs, console: &Console) -> Result<(), Failure> {
         app_metadata: app_metadata.as_ref(),
         app_id: args.appid.as_deref(),
         operator: operator.as_ref(),
-        mode: if args.crun { Mode::Crun } else { Mode::Dobby },
+        runtime: args.runtime.unwrap_or(if args.crun { runtime::CRUN } else { runtime::DOBBY }),
         matching: MatchOptions {
             mode: match args.libmatchingmode {
                 LibMatchingMode::Normal => libmatch::Mode::Normal,

@@ -9,9 +9,10 @@ use std::process::Command;
 use bundlegen::appmeta::AppMetadata;
 use bundlegen::bundle::LibMount;
 use bundlegen::bundle::config::{
-    self, BuiltConfig, ConfigError, ConfigInputs, Mode, MountPointKind,
+    self, BuiltConfig, ConfigError, ConfigInputs, MountPointKind,
 };
 use bundlegen::diag::Collected;
+use bundlegen::runtime::{self, Runtime};
 use bundlegen::image::spec::{ContainerConfig, ImageConfig};
 use bundlegen::operator::Operator;
 use bundlegen::platform::{self, LoadOptions, Platform};
@@ -115,14 +116,14 @@ struct Build<'a> {
 }
 
 impl Build<'_> {
-    fn run(&self, mode: Mode) -> Result<(BuiltConfig, Vec<String>), ConfigError> {
+    fn run(&self, mode: Runtime) -> Result<(BuiltConfig, Vec<String>), ConfigError> {
         let diag = Collected::default();
         let inputs = ConfigInputs {
             image: &self.image,
             platform: self.platform,
             app: self.app,
             operator: self.operator,
-            mode,
+            runtime: mode,
             lib_mounts: &self.libs,
             rootfs: self.rootfs,
             create_mount_points: self.create_mount_points,
@@ -301,8 +302,8 @@ fn every_sample_on_every_reference_platform_validates() {
             }
             let b = build(&p, &a, root.path());
             for (mode, list, tag) in [
-                (Mode::Dobby, &mut dobby, "dobby"),
-                (Mode::Crun, &mut crun, "crun"),
+                (runtime::DOBBY, &mut dobby, "dobby"),
+                (runtime::CRUN, &mut crun, "crun"),
             ] {
                 let (built, _) = b
                     .run(mode)
@@ -338,9 +339,9 @@ fn small_configs_snapshot() {
     let p = platform_json(dir.path(), "small", small_platform());
     let a = app_json(small_app());
     let b = build(&p, &a, root.path());
-    let (dobby, _) = b.run(Mode::Dobby).expect("dobby");
+    let (dobby, _) = b.run(runtime::DOBBY).expect("dobby");
     insta::assert_json_snapshot!("small_dobby", dobby.config);
-    let (crun, warnings) = b.run(Mode::Crun).expect("crun");
+    let (crun, warnings) = b.run(runtime::CRUN).expect("crun");
     insta::assert_json_snapshot!("small_crun", crun.config);
     assert!(
         warnings
@@ -368,7 +369,7 @@ fn dobby_extensions_and_fixes() {
     let a = app_json(small_app());
     let mut b = build(&p, &a, root.path());
     b.create_mount_points = true;
-    let (built, _) = b.run(Mode::Dobby).expect("dobby");
+    let (built, _) = b.run(runtime::DOBBY).expect("dobby");
     let c = &built.config;
     assert_eq!(c["ociVersion"], "1.0.2-dobby");
     // Arguments are never re-split.
@@ -444,7 +445,7 @@ fn compliant_config_has_launcher_hooks() {
         json!({"generateCompliantConfig": true, "hookLauncherParametersPath": "/opt/dac/{id}/"});
     let p = platform_json(dir.path(), "compliant", pv.clone());
     let a = app_json(small_app());
-    let (built, _) = build(&p, &a, root.path()).run(Mode::Dobby).expect("dobby");
+    let (built, _) = build(&p, &a, root.path()).run(runtime::DOBBY).expect("dobby");
     let c = &built.config;
     assert_eq!(c["ociVersion"], "1.0.2");
     for hook in ["createRuntime", "createContainer", "poststart", "poststop"] {
@@ -457,7 +458,7 @@ fn compliant_config_has_launcher_hooks() {
     pv["dobby"] = json!({"generateCompliantConfig": true});
     let p = platform_json(dir.path(), "nohooks", pv);
     let e = build(&p, &a, root.path())
-        .run(Mode::Dobby)
+        .run(runtime::DOBBY)
         .expect_err("missing parameters path");
     assert!(
         e.to_string().contains("dobby.hookLauncherParametersPath"),
@@ -471,7 +472,7 @@ fn crun_bundle_has_no_dobby_parts() {
     let root = rootfs();
     let p = platform_json(dir.path(), "small", small_platform());
     let a = app_json(small_app());
-    let (built, warnings) = build(&p, &a, root.path()).run(Mode::Crun).expect("crun");
+    let (built, warnings) = build(&p, &a, root.path()).run(runtime::CRUN).expect("crun");
     let c = &built.config;
     assert_eq!(c["ociVersion"], "1.0.2");
     assert!(c.get("rdkPlugins").is_none() && c.get("hooks").is_none());
@@ -506,7 +507,7 @@ fn users_from_image_platform_and_app_range() {
     let p = platform_json(dir.path(), "small", small_platform());
     let mut b = build(&p, &a, root.path());
     b.image = image(&["/usr/bin/app"], &[], Some("app:video"));
-    let (built, _) = b.run(Mode::Dobby).expect("image user");
+    let (built, _) = b.run(runtime::DOBBY).expect("image user");
     assert_eq!(
         built.config["process"]["user"],
         json!({"uid": 1000, "gid": 44, "additionalGids": []})
@@ -514,7 +515,7 @@ fn users_from_image_platform_and_app_range() {
     assert_eq!(built.user, (1000, 44));
     assert!(built.config["process"]["env"].is_array());
     b.image = image(&["/usr/bin/app"], &[], Some("ghost"));
-    let e = b.run(Mode::Dobby).expect_err("unknown user");
+    let e = b.run(runtime::DOBBY).expect_err("unknown user");
     assert!(
         e.to_string().contains("\"ghost\"") && e.to_string().contains("etc/passwd"),
         "{e}"
@@ -524,7 +525,7 @@ fn users_from_image_platform_and_app_range() {
     let mut pv = small_platform();
     pv["usersAndGroups"] = json!({"appRange": {"uids": "30000-30099", "gids": "30000"}});
     let p = platform_json(dir.path(), "range", pv.clone());
-    let (built, _) = build(&p, &a, root.path()).run(Mode::Dobby).expect("range");
+    let (built, _) = build(&p, &a, root.path()).run(runtime::DOBBY).expect("range");
     let uid = built.config["process"]["user"]["uid"]
         .as_u64()
         .expect("uid");
@@ -534,7 +535,7 @@ fn users_from_image_platform_and_app_range() {
     pv["disableUserNamespacing"] = json!(false);
     let p = platform_json(dir.path(), "rangens", pv);
     let (built, _) = build(&p, &a, root.path())
-        .run(Mode::Crun)
+        .run(runtime::CRUN)
         .expect("range userns");
     let c = &built.config;
     assert_eq!(c["process"]["user"]["uid"], 0);
@@ -557,7 +558,7 @@ fn no_command_is_an_error() {
     let a = app_json(small_app());
     let mut b = build(&p, &a, root.path());
     b.image = image(&[], &[], None);
-    let e = b.run(Mode::Dobby).expect_err("nothing to run");
+    let e = b.run(runtime::DOBBY).expect_err("nothing to run");
     assert!(matches!(e, ConfigError::NoCommand), "{e}");
 }
 
@@ -579,7 +580,7 @@ fn operator_comes_last() {
     let op = Operator::load(&op_path, true, &Collected::default()).expect("operator");
     let mut b = build(&p, &a, root.path());
     b.operator = Some(&op);
-    let (built, warnings) = b.run(Mode::Dobby).expect("dobby");
+    let (built, warnings) = b.run(runtime::DOBBY).expect("dobby");
     let c = &built.config;
     let env: Vec<&str> = c["process"]["env"]
         .as_array()

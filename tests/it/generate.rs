@@ -233,6 +233,64 @@ fn merged_usr_image_with_sbin_init_runs() {
     assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), "init-ok");
 }
 
+/// Issue 13: `--runtime` names the runtime. `runc` gets the plain OCI
+/// bundle `-u` (crun) gets, byte for byte apart from the report's runtime,
+/// and runc runs it; `dobby` is the default; `-u` with `--runtime` and an
+/// unknown runtime are usage errors (exit 1) listing the runtimes.
+#[test]
+fn runtime_flag_selects_the_runtime_profile() {
+    if !tools_present(&[("umoci", "--version"), ("runc", "--version")]) {
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let base = debian::tree(&debian::BASE, Arch::Amd64);
+    let mut hello = crate::layout_edit::LayerBuilder::new();
+    hello.file("usr/bin/hello.sh", 0o755, b"#!/bin/sh\necho runtime-ok\n");
+    let layout = t.path().join("image");
+    image_from_trees(&layout, &[&base], &["/usr/bin/hello.sh"], &[]);
+    crate::layout_edit::Layout::open(&layout).append_layer("latest", "latest", &hello.finish(), crate::layout_edit::Compression::Gzip);
+    let meta = app_metadata(t.path(), "com.example.runtime");
+    let meta = meta.to_str().expect("utf-8");
+    let plat = host_platform();
+    let plat = plat.to_str().expect("utf-8");
+    let epoch = [("SOURCE_DATE_EPOCH", "1700000000")];
+    let run = |name: &str, flags: &[&str]| {
+        let out = t.path().join(name);
+        let report = t.path().join(format!("{name}.json"));
+        let mut args = vec!["-p", "testhost", "-s", plat, "-a", meta, "--no-archive", "--report", report.to_str().expect("utf-8")];
+        args.extend(flags);
+        let result = generate(&args, &layout, &out, &epoch);
+        assert!(result.status.success(), "{name}: {}", String::from_utf8_lossy(&result.stderr));
+        (fs::read(out.join("config.json")).expect("config.json"), read_json(&report)["mode"].clone(), out)
+    };
+    let (crun, crun_mode, _) = run("crun", &["-u"]);
+    let (runc_config, runc_mode, runc_bundle) = run("runc", &["--runtime", "runc"]);
+    let (dobby, dobby_mode, _) = run("dobby", &["--runtime", "dobby"]);
+    let (default, default_mode, _) = run("default", &[]);
+    assert_eq!((crun_mode, runc_mode), (json!("crun"), json!("runc")));
+    assert_eq!(runc_config, crun, "runc and crun take the same bundle");
+    assert_eq!((dobby_mode, default_mode), (json!("dobby"), json!("dobby")));
+    assert_eq!(dobby, default, "dobby is the default");
+    let dobby: Value = serde_json::from_slice(&dobby).expect("json");
+    assert!(dobby.get("rdkPlugins").is_some() && dobby["ociVersion"] == "1.0.2-dobby", "{dobby}");
+    let plain: Value = serde_json::from_slice(&runc_config).expect("json");
+    assert!(plain.get("rdkPlugins").is_none() && plain["ociVersion"] == "1.0.2", "{plain}");
+    let ran = runc(&runc_bundle, "bundlegen-test-runtime");
+    assert!(ran.status.success(), "runc failed:\n{}", String::from_utf8_lossy(&ran.stderr));
+    assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), "runtime-ok");
+
+    for (flags, wanted) in [(&["-u", "--runtime", "runc"][..], "cannot be used with"), (&["--runtime", "youki"][..], "[possible values: dobby, crun, runc]")] {
+        let out = t.path().join("refused");
+        let mut args = vec!["-p", "testhost", "-s", plat, "-a", meta];
+        args.extend(flags);
+        let result = generate(&args, &layout, &out, &[]);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(1), "{flags:?}: {stderr}");
+        assert!(stderr.contains(wanted), "{flags:?}: {stderr}");
+        assert!(!out.exists(), "{flags:?}: nothing written");
+    }
+}
+
 /// Issue 4, acceptance 3: the entrypoint exists only under another path:
 /// exit 2, both paths named.
 #[test]

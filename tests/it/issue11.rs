@@ -8,7 +8,8 @@ use std::fs;
 use std::path::Path;
 
 use bundlegen::appmeta::AppMetadata;
-use bundlegen::bundle::config::{self, ConfigInputs, MemoryLimit, Mode};
+use bundlegen::bundle::config::{self, ConfigInputs, MemoryLimit};
+use bundlegen::runtime::{self, Runtime};
 use bundlegen::diag::Collected;
 use bundlegen::image::spec::{ContainerConfig, ImageConfig};
 use bundlegen::operator::Operator;
@@ -58,7 +59,7 @@ fn app_with(patch: Value) -> AppMetadata {
 fn build(
     platform: &Platform,
     app: &AppMetadata,
-    mode: Mode,
+    mode: Runtime,
     memory: MemoryLimit,
 ) -> (Value, Vec<String>) {
     let rootfs = tempfile::tempdir().expect("tempdir");
@@ -70,7 +71,7 @@ fn build(
             platform,
             app,
             operator: None,
-            mode,
+            runtime: mode,
             lib_mounts: &[],
             rootfs: rootfs.path(),
             create_mount_points: false,
@@ -136,7 +137,7 @@ fn issue11_resolv_conf_as_dobby_decides() {
     for kind in ["open", "nat", "none"] {
         for dnsmasq in [false, true] {
             let app = app_with(json!({"network": {"type": kind, "dnsmasq": dnsmasq}}));
-            let (config, _) = build(&platform, &app, Mode::Dobby, MemoryLimit::BundleGen);
+            let (config, _) = build(&platform, &app, runtime::DOBBY, MemoryLimit::BundleGen);
             let ours = resolv_mounts(&config);
             let (mounts, from_dnsmasq) = as_dobby_starts_it(&config);
             let case = format!("network {kind}, dnsmasq {dnsmasq}");
@@ -179,7 +180,7 @@ fn issue11_resolv_conf_as_dobby_decides() {
     // private network namespace has no route to the host's resolver).
     for (kind, want) in [("open", 1), ("nat", 0), ("none", 0)] {
         let app = app_with(json!({"network": {"type": kind}}));
-        let (config, _) = build(&platform, &app, Mode::Crun, MemoryLimit::BundleGen);
+        let (config, _) = build(&platform, &app, runtime::CRUN, MemoryLimit::BundleGen);
         assert_eq!(resolv_mounts(&config).len(), want, "crun, network {kind}");
     }
 }
@@ -210,7 +211,7 @@ fn issue11_memory_limit_follows_bundlegen_by_default() {
         "the patch removed maxRam"
     );
 
-    for mode in [Mode::Dobby, Mode::Crun] {
+    for mode in [runtime::DOBBY, runtime::CRUN] {
         let (c, w) = build(&capped, &small, mode, MemoryLimit::BundleGen);
         assert_eq!(
             memory_limit(&c),

@@ -5,7 +5,8 @@
 //! - `X-mount.mkdir`: the mount point is a directory (with `-r`);
 //! - `X-mount.no`: not mounted; only its mount point is created;
 //! - `X-dobby.optional`: mounted by Dobby's storage plugin only when the
-//!   source exists (`rdkPlugins.storage.data.dynamic`); in a crun bundle,
+//!   source exists (`rdkPlugins.storage.data.dynamic`); for a runtime
+//!   without `rdkPlugins` (crun, runc),
 //!   as in BundleGen's, an ordinary mount in its place (a plain OCI runtime
 //!   has no optional mounts).
 //!
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{ConfigError, ConfigInputs, Mode, MountPoint, MountPointKind};
+use super::{ConfigError, ConfigInputs, MountPoint, MountPointKind};
 use crate::diag::{Diagnostics, Warning};
 use crate::platform::model::Mount;
 
@@ -85,10 +86,11 @@ impl OciMount {
 #[derive(Debug, Default)]
 pub(super) struct Mounts {
     pub list: Vec<OciMount>,
-    /// `X-dobby.optional` mounts, the option removed (Dobby mode).
+    /// `X-dobby.optional` mounts, the option removed (a runtime with
+    /// `rdkPlugins`).
     pub optional: Vec<OciMount>,
     /// Destinations of `X-dobby.optional` mounts kept as ordinary mounts
-    /// (crun mode).
+    /// (a runtime without them).
     pub made_plain: Vec<String>,
     /// Mount points to create whatever `-r` says (`X-mount.no`).
     pub points: Vec<MountPoint>,
@@ -152,7 +154,7 @@ impl Mounts {
         } else {
             om.dir = true;
         }
-        if optional && inp.mode == Mode::Dobby {
+        if optional && inp.runtime.rdk_plugins {
             self.optional.push(om);
         } else if optional {
             self.made_plain.push(om.destination.clone());

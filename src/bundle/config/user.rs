@@ -14,7 +14,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{ConfigError, ConfigInputs, Mode};
+use super::{ConfigError, ConfigInputs};
 use crate::diag::{Diagnostics, Warning};
 use crate::platform::model::IdMap;
 use crate::rootfs::Walker;
@@ -77,12 +77,11 @@ pub(super) fn plan(
     let mut userns = !spec.disable_user_namespacing.unwrap_or(false);
     let have_maps = !uid_map.is_empty() || !gid_map.is_empty() || allocated.is_some();
     if userns && !have_maps {
-        let what = match inp.mode {
-            Mode::Crun => {
-                userns = false;
-                "a crun bundle cannot leave them to Dobby: built without a user namespace"
-            }
-            Mode::Dobby => "Dobby must add them when it starts the container",
+        let what = if inp.runtime.adds_id_maps {
+            format!("{} must add them when it starts the container", inp.runtime.title)
+        } else {
+            userns = false;
+            format!("a {} bundle cannot leave them to Dobby: built without a user namespace", inp.runtime.name)
         };
         diag.warning(Warning::new(
             inp.platform.name.clone(),
