@@ -351,9 +351,15 @@ pub fn resolve(root: &Path, path: &str) -> io::Result<String> {
 /// loader model, library matching and inventories know a library. `path`
 /// itself when its directory does not resolve.
 pub fn canonical(root: &Path, path: &str) -> String {
+    canonical_with(|dir| resolve(root, dir), path)
+}
+
+/// [`canonical`] with the directory resolved by `resolve`, a [`resolve`]
+/// of the same root (the loader model's memo of it).
+pub fn canonical_with(resolve: impl Fn(&str) -> io::Result<String>, path: &str) -> String {
     let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
     let dir = if dir.is_empty() { "/" } else { dir };
-    match resolve(root, dir) {
+    match resolve(dir) {
         Ok(d) if d == "/" => format!("/{file}"),
         Ok(d) => format!("{d}/{file}"),
         Err(_) => path.to_owned(),
