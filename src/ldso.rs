@@ -37,7 +37,9 @@ use crate::diag::Diagnostics;
 use crate::elf::{self, Class, ElfInfo, ElfScan};
 
 mod conf;
+mod memo;
 use conf::read_conf;
+pub use memo::Memo;
 
 /// Symlinks followed while resolving one path before giving up (as the kernel).
 const MAX_SYMLINKS: usize = 40;
@@ -175,12 +177,15 @@ pub enum LdsoError {
     },
 }
 
-/// The loader model for one rootfs: its configuration and a cache of the
-/// ELF facts of every file it looked at.
+/// The loader model for one rootfs: its configuration, a cache of the
+/// ELF facts of every file it looked at and a memo of the paths it
+/// resolved. The rootfs must not change while the model is in use.
+#[derive(Clone)]
 pub struct Loader {
     root: PathBuf,
     conf_dirs: Vec<String>,
     cache: HashMap<String, Option<Arc<ElfInfo>>>,
+    resolved: Memo,
 }
 
 impl Loader {
@@ -195,6 +200,7 @@ impl Loader {
             root: root.to_path_buf(),
             conf_dirs,
             cache: HashMap::new(),
+            resolved: Memo::new(root),
         }
     }
 
@@ -211,6 +217,11 @@ impl Loader {
         &self.root
     }
 
+    /// [`resolve_in_root`] in this model's rootfs, each path resolved once.
+    pub fn resolve(&self, path: &str) -> io::Result<String> {
+        self.resolved.resolve(path)
+    }
+
     /// The `ld.so.conf` directories, in order, as written (in-root).
     pub fn conf_dirs(&self) -> &[String] {
         &self.conf_dirs
@@ -219,7 +230,7 @@ impl Loader {
     /// ELF facts of the file at an in-root path (symlinks resolved), or
     /// `None` if it does not exist or is not a readable ELF file.
     pub fn info(&mut self, path: &str) -> Option<(String, Arc<ElfInfo>)> {
-        let real = resolve_in_root(&self.root, path).ok()?;
+        let real = self.resolve(path).ok()?;
         if let Some(hit) = self.cache.get(&real) {
             return hit.clone().map(|i| (real, i));
         }
@@ -361,7 +372,7 @@ impl Loader {
     }
 
     fn object(&mut self, path: &str) -> Result<(String, Arc<ElfInfo>), LdsoError> {
-        let real = resolve_in_root(&self.root, path).map_err(|source| LdsoError::NotFound {
+        let real = self.resolve(path).map_err(|source| LdsoError::NotFound {
             path: path.to_owned(),
             root: self.root.clone(),
             source,

@@ -30,9 +30,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::bundle::LibMount;
-use crate::diag::Diagnostics;
+use crate::diag::{Collected, Diagnostics, Warning};
 use crate::elf::ElfScan;
 use crate::ldso::{Loader, resolve_in_root};
 use crate::platform::{LibsInventory, Platform};
@@ -245,18 +246,35 @@ pub fn plan(
     options: &MatchOptions,
     diag: &dyn Diagnostics,
 ) -> Result<MatchPlan, LibMatchError> {
-    if !rootfs.is_dir() {
-        return Err(LibMatchError::Root {
-            path: rootfs.to_owned(),
-            source: io::Error::from(io::ErrorKind::NotFound),
-        });
-    }
+    check_root(rootfs)?;
+    let model = ImageModel::new(rootfs, scan);
+    plan_with(&model, scan, platform, inventory, entrypoint, options, diag)
+}
+
+/// [`plan`] against a model of the image built once ([`ImageModel::new`])
+/// and shared by every platform it is planned for. Reads the model's
+/// rootfs, which must not change while the model lives. Reports the same
+/// warnings as [`plan`] does.
+pub fn plan_with(
+    model: &ImageModel,
+    scan: &ElfScan,
+    platform: &Platform,
+    inventory: Option<&LibsInventory>,
+    entrypoint: Option<&str>,
+    options: &MatchOptions,
+    diag: &dyn Diagnostics,
+) -> Result<MatchPlan, LibMatchError> {
+    let rootfs = model.root.as_path();
+    check_root(rootfs)?;
     let keep = prune::KeepSet::new(&options.keep)?;
+    for w in &model.loader_warnings {
+        diag.warning(w.clone());
+    }
     let mut ctx = Ctx {
         root: rootfs,
         scan,
-        loader: Loader::new(rootfs, diag).with_scan(scan),
-        links: links_by_target(rootfs, scan),
+        loader: model.loader(),
+        links: &model.links,
         arch: platform.oci_arch(),
     };
     let inventory = inventory.or(platform.libs.as_ref());
@@ -268,7 +286,7 @@ pub fn plan(
         let mut reached = reach.roots.clone();
         reached.extend(reach.uses.keys().cloned());
         let candidates = prune::prunable(&ctx, &keep, &reached);
-        let named = named::find(&ctx, &candidates, diag);
+        let named = model.named(&ctx, candidates, diag);
         if !named.is_empty() {
             reach = walk::reach(&mut ctx, &keep, &named, entrypoint, diag);
         }
@@ -278,7 +296,104 @@ pub fn plan(
     let reached = d.reached();
     let unreached = prune::prunable(d.ctx, &keep, &reached);
     d.finish(unreached);
-    Ok(d.into_plan())
+    let plan = d.into_plan();
+    model.keep_loader(ctx.loader);
+    Ok(plan)
+}
+
+fn check_root(rootfs: &Path) -> Result<(), LibMatchError> {
+    if rootfs.is_dir() {
+        return Ok(());
+    }
+    Err(LibMatchError::Root {
+        path: rootfs.to_owned(),
+        source: io::Error::from(io::ErrorKind::NotFound),
+    })
+}
+
+/// What library matching learns from the image alone, whatever the
+/// platform: the loader model (with the ELF facts and path resolutions it
+/// gathered), the symlinks to each library, and the files of the image
+/// that name libraries. Built once per image and handed to [`plan_with`]
+/// for each platform; warnings found while building it are kept and
+/// given again to each plan, so each platform reports what a plan of its
+/// own would.
+pub struct ImageModel {
+    root: PathBuf,
+    loader: Mutex<Loader>,
+    loader_warnings: Vec<Warning>,
+    links: BTreeMap<String, Vec<String>>,
+    /// Name searches done: the candidates, what names them, the warnings.
+    named: Mutex<Vec<NamedSearch>>,
+}
+
+struct NamedSearch {
+    candidates: Vec<String>,
+    found: BTreeMap<String, Vec<String>>,
+    warnings: Vec<Warning>,
+}
+
+impl ImageModel {
+    /// The model of the rootfs at `rootfs`, scanned as `scan`. Nothing may
+    /// write the rootfs while the model is used.
+    pub fn new(rootfs: &Path, scan: &ElfScan) -> ImageModel {
+        let record = Collected::default();
+        let loader = Loader::new(rootfs, &record).with_scan(scan);
+        let links = links_by_target(&loader, scan);
+        ImageModel {
+            root: rootfs.to_owned(),
+            loader: Mutex::new(loader),
+            loader_warnings: record.warnings(),
+            links,
+            named: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The rootfs the model reads.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A copy of the loader model with everything learnt so far.
+    fn loader(&self) -> Loader {
+        lock(&self.loader).clone()
+    }
+
+    /// Keeps a loader model that learnt more (it started as a copy of ours).
+    fn keep_loader(&self, loader: Loader) {
+        *lock(&self.loader) = loader;
+    }
+
+    /// [`named::find`] for `candidates`, searched once per set of candidates.
+    fn named(
+        &self,
+        ctx: &Ctx<'_>,
+        candidates: Vec<String>,
+        diag: &dyn Diagnostics,
+    ) -> BTreeMap<String, Vec<String>> {
+        let mut done = lock(&self.named);
+        let search = match done.iter().position(|s| s.candidates == candidates) {
+            Some(i) => &done[i],
+            None => {
+                let record = Collected::default();
+                let found = named::find(ctx, &candidates, &record);
+                done.push(NamedSearch {
+                    candidates,
+                    found,
+                    warnings: record.warnings(),
+                });
+                &done[done.len() - 1]
+            }
+        };
+        for w in &search.warnings {
+            diag.warning(w.clone());
+        }
+        search.found.clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Whether a GPU library of a graphics app is mounted without an inventory
@@ -303,7 +418,7 @@ pub(crate) struct Ctx<'a> {
     pub scan: &'a ElfScan,
     pub loader: Loader,
     /// Real in-root path → the symlinks (in-root paths) that resolve to it.
-    pub links: BTreeMap<String, Vec<String>>,
+    pub links: &'a BTreeMap<String, Vec<String>>,
     /// The platform's architecture in OCI spelling, when known.
     pub arch: Option<&'static str>,
 }
@@ -313,7 +428,7 @@ impl Ctx<'_> {
     /// kept (`/lib/x86_64-linux-gnu/libc.so.6` on a merged-usr rootfs is
     /// `/usr/lib/x86_64-linux-gnu/libc.so.6`).
     pub fn canonical(&self, path: &str) -> String {
-        canonical(self.root, path)
+        canonical_by(|dir| self.loader.resolve(dir), path)
     }
 
     /// The image file and every symlink that leads to it.
@@ -327,9 +442,13 @@ impl Ctx<'_> {
 }
 
 pub(crate) fn canonical(root: &Path, path: &str) -> String {
+    canonical_by(|dir| resolve_in_root(root, dir), path)
+}
+
+fn canonical_by(resolve: impl Fn(&str) -> io::Result<String>, path: &str) -> String {
     let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
     let dir = if dir.is_empty() { "/" } else { dir };
-    match resolve_in_root(root, dir) {
+    match resolve(dir) {
         Ok(d) if d == "/" => format!("/{file}"),
         Ok(d) => format!("{d}/{file}"),
         Err(_) => path.to_owned(),
@@ -343,10 +462,10 @@ pub(crate) fn file_name(path: &str) -> &str {
 /// Every symlink of the scan that resolves, inside the rootfs, to a file of
 /// the scan. Absolute targets are taken relative to the rootfs, so a link
 /// to `/usr/lib/libz.so.1` never designates the build machine's file.
-fn links_by_target(root: &Path, scan: &ElfScan) -> BTreeMap<String, Vec<String>> {
+fn links_by_target(loader: &Loader, scan: &ElfScan) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for link in scan.symlinks.keys() {
-        if let Ok(real) = resolve_in_root(root, link)
+        if let Ok(real) = loader.resolve(link)
             && scan.files.contains_key(&real)
         {
             out.entry(real).or_default().push(link.clone());

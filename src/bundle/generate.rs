@@ -166,7 +166,7 @@ pub fn generate(
     let app = load_app(&rootfs, image, opts.app_metadata.cloned(), opts, &diag)?;
     let memory = check_app(opts.platform, image, &app, opts, &diag)?;
     let scan = scan_elf(&rootfs, &diag)?;
-    let analysed = Analysed { flattened: &flattened, app: &app, scan: &scan };
+    let analysed = Analysed { flattened: &flattened, app: &app, scan: &scan, model: None };
     finish(image, &analysed, staging, outputdir, memory, opts, diag)
 }
 
@@ -176,6 +176,9 @@ pub(crate) struct Analysed<'a> {
     pub flattened: &'a layers::Flattened,
     pub app: &'a AppMetadata,
     pub scan: &'a elf::ElfScan,
+    /// Library matching's model of the image, when several platforms
+    /// share it (`None`: built for this platform from its rootfs).
+    pub model: Option<&'a libmatch::ImageModel>,
 }
 
 /// The checks `generate` makes before flattening: `-x`, the image's
@@ -244,12 +247,16 @@ pub(crate) fn finish(
     opts: &GenerateOptions<'_>,
     diag: Tee<'_>,
 ) -> Result<Report, Error> {
-    let Analysed { flattened, app, scan } = *analysed;
+    let Analysed { flattened, app, scan, model } = *analysed;
     let platform = opts.platform;
     let rootfs = staging.path().join("rootfs");
     let command = command_of(image);
     let matching = MatchOptions { graphics: app.graphics, ..opts.matching.clone() };
-    let plan = libmatch::plan(&rootfs, scan, platform, platform.libs.as_ref(), command.first().map(String::as_str), &matching, &diag)?;
+    let entry = command.first().map(String::as_str);
+    let plan = match model {
+        Some(model) => libmatch::plan_with(model, scan, platform, platform.libs.as_ref(), entry, &matching, &diag)?,
+        None => libmatch::plan(&rootfs, scan, platform, platform.libs.as_ref(), entry, &matching, &diag)?,
+    };
     let entrypoint = compat::check_entrypoint(&rootfs, &command, path_env(image).as_deref(), platform, scan, &plan, platform.libs.as_ref())
         .map_err(|e| match &flattened.stats.replaced_dirlinks {
             links if !links.is_empty() && !e.is_bad_input() && !e.is_failure() => {

@@ -1,9 +1,13 @@
 //! `generate` for several platforms from one image (`-p A -p B`): the
-//! image is flattened, its app metadata read and its ELF files scanned
-//! once per resolved manifest (platforms of one architecture share it),
-//! then each platform works on its own hard-linked copy of that rootfs
+//! image is flattened, its app metadata read, its ELF files scanned and
+//! library matching's model of it built ([`crate::libmatch::ImageModel`]: loader
+//! model, symlinks, the search for library names) once per resolved
+//! manifest (platforms of one architecture share it), then each platform
+//! works on its own hard-linked copy of that rootfs
 //! ([`shared_tree::link`]) and writes what a single-platform run writes,
-//! byte for byte.
+//! byte for byte. Library matching reads the shared rootfs (the same
+//! content as the copy); what writes (the removals, the preparation, the
+//! archive) works on the platform's copy.
 //!
 //! Each platform succeeds or fails on its own: an incompatible platform,
 //! or an output that already exists, stops that platform only. A failure
@@ -126,6 +130,8 @@ struct Shared {
     flattened: layers::Flattened,
     app: crate::appmeta::AppMetadata,
     scan: crate::elf::ElfScan,
+    /// Library matching's model of the image (it reads `rootfs`).
+    model: crate::libmatch::ImageModel,
     warnings_before_check: Vec<Warning>,
     warnings_after_check: Vec<Warning>,
 }
@@ -157,6 +163,7 @@ fn analyse(
     )?;
     let before = tee.record.warnings().len();
     let scan = generate::scan_elf(&rootfs, &tee)?;
+    let model = crate::libmatch::ImageModel::new(&rootfs, &scan);
     let mut warnings_before_check = tee.record.warnings();
     let warnings_after_check = warnings_before_check.split_off(before);
     Ok(Shared {
@@ -165,6 +172,7 @@ fn analyse(
         flattened,
         app,
         scan,
+        model,
         warnings_before_check,
         warnings_after_check,
     })
@@ -192,6 +200,7 @@ fn platform(
         flattened: &shared.flattened,
         app: &shared.app,
         scan: &shared.scan,
+        model: Some(&shared.model),
     };
     generate::finish(
         target.image,

@@ -10,7 +10,6 @@ use super::walk::Reach;
 use super::{Ctx, Evidence, MatchOptions, Mode, file_name, list};
 use crate::diag::{Diagnostics, Warning};
 use crate::elf::{DynSymbols, ElfInfo};
-use crate::ldso::resolve_in_root;
 use crate::platform::Platform;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,7 +245,7 @@ impl<'d, 'r> Decider<'d, 'r> {
         preferred: Option<&str>,
     ) -> String {
         if let (Some(info), Some(pref)) = (like, preferred) {
-            let dir = super::canonical(self.ctx.root, pref);
+            let dir = self.ctx.canonical(pref);
             let dir = dir
                 .rsplit_once('/')
                 .map_or("/", |(d, _)| if d.is_empty() { "/" } else { d });
@@ -255,9 +254,9 @@ impl<'d, 'r> Decider<'d, 'r> {
                 .loader
                 .system_dirs(info)
                 .iter()
-                .any(|d| resolve_in_root(self.ctx.root, d).is_ok_and(|real| real == dir));
+                .any(|d| self.ctx.loader.resolve(d).is_ok_and(|real| real == dir));
             if searched {
-                return super::canonical(self.ctx.root, &format!("{dir}/{name}"));
+                return self.ctx.canonical(&format!("{dir}/{name}"));
             }
         }
         let dirs = match like {
@@ -265,10 +264,10 @@ impl<'d, 'r> Decider<'d, 'r> {
             None => vec!["/lib".into(), "/usr/lib".into()],
         };
         for d in &dirs {
-            if let Ok(real) = resolve_in_root(self.ctx.root, d)
+            if let Ok(real) = self.ctx.loader.resolve(d)
                 && self.ctx.root.join(real.trim_start_matches('/')).is_dir()
             {
-                return super::canonical(self.ctx.root, &format!("{real}/{name}"));
+                return self.ctx.canonical(&format!("{real}/{name}"));
             }
         }
         format!("{}/{name}", dirs.first().map_or("/usr/lib", String::as_str))

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use super::decide::{Cand, Decider};
 use super::file_name;
-use crate::ldso::resolve_in_root;
 
 impl Decider<'_, '_> {
     pub(super) fn gpu_libs(&mut self) {
@@ -34,7 +33,7 @@ impl Decider<'_, '_> {
                 continue;
             }
             let mut c = Cand::new_named(soname);
-            if let Ok(real) = resolve_in_root(self.ctx.root, &lib.dst)
+            if let Ok(real) = self.ctx.loader.resolve(&lib.dst)
                 && let Some(info) = self.ctx.scan.files.get(&real)
             {
                 c.image_info = Some(Arc::new(info.clone()));

@@ -236,7 +236,7 @@ pub(super) fn in_loader_dir(
         ctx.loader
             .system_dirs(info)
             .iter()
-            .filter_map(|d| crate::ldso::resolve_in_root(ctx.root, d).ok())
+            .filter_map(|d| ctx.loader.resolve(d).ok())
             .collect()
     });
     let dir = match path.rsplit_once('/') {

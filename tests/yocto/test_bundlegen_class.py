@@ -212,12 +212,29 @@ def test_host_side_installs_bundles_accounts_and_units(build, generate):
     wants = rootfs + "/etc/systemd/system/multi-user.target.wants/bundlegen-%s.service" % APP
     assert os.readlink(wants) == "/lib/systemd/system/bundlegen-%s.service" % APP
     assert not os.path.exists(rootfs + "/lib/systemd/system/bundlegen-second.service")
-    assert "app-%s:x:30000:30000:" % APP in open(rootfs + "/etc/passwd").read()
+    # The accounts come from oe-core's extrausers (EXTRA_USERS_PARAMS, run by
+    # its set_user_group), not from the class editing passwd itself.
+    assert "app-%s:x:30000:30000:bundlegen app %s:/nonexistent:/sbin/nologin" % (APP, APP) \
+        in open(rootfs + "/etc/passwd").read().splitlines()
+    assert "app-second:x:30001:" in open(rootfs + "/etc/group").read().splitlines()
+    assert "groupadd -g 30000 app-%s;" % APP in d.getVar("EXTRA_USERS_PARAMS")
+    commands = d.getVar("ROOTFS_POSTPROCESS_COMMAND").split()
+    assert commands.index("bundlegen_check_accounts") < commands.index("set_user_group") \
+        < commands.index("bundlegen_install_containers")
 
     # The device platform was generated from the rootfs itself.
     platform = os.path.join(d.getVar("WORKDIR"), "bundlegen/host/platform/qemux86-64_libs.json")
     assert any(lib["name"].endswith("/libc.so.6") for lib in json.load(open(platform))["libs"])
     assert os.path.isfile(os.path.join(deploy(b, DEVICE), "%s-qemux86-64-bundle-%s.report.json" % (DEVICE, APP)))
+
+
+def test_host_side_refuses_an_id_another_account_holds(build, generate):
+    b = build('BUNDLEGEN_CONTAINERS:pn-%s = "%s:crun:uid=0"\n' % (DEVICE, APP))
+    with pytest.raises(harness.BitbakeError) as e:
+        b.run(DEVICE, "do_image_complete")
+    msg = str(e.value)
+    assert "BUNDLEGEN_CONTAINERS: entry '%s:crun:uid=0': id 0 is already root's in" % APP in msg
+    assert "fix: give the entry uid=N with a free id, or change BUNDLEGEN_UID_BASE" in msg
 
 
 # Signatures --------------------------------------------------------------
@@ -229,16 +246,77 @@ SIGNED_TASKS = {
 }
 
 
+# Exactly the BUNDLEGEN_* values each task reads, and no other (issue 13:
+# one list appended to every task made do_bundlegen_platform run again
+# when BUNDLEGEN_CONTAINERS changed). Each task's [vardeps] names them; the
+# functions in lib/bundlegen that read them literally are followed by
+# bitbake itself (addpylib, BBIMPORTS).
+GENERATE_READS = {"BUNDLEGEN_LIBMATCHING", "BUNDLEGEN_CREATE_MOUNTPOINTS", "BUNDLEGEN_STRICT", "BUNDLEGEN_OPERATOR",
+                  "BUNDLEGEN_PLATFORM_SEARCHPATH", "BUNDLEGEN_EXTRA_ARGS", "BUNDLEGEN_WORKDIR"}
+TASK_READS = {
+    "do_bundlegen_bundles": GENERATE_READS | {"BUNDLEGEN_PLATFORMS", "BUNDLEGEN_RUNTIME", "BUNDLEGEN_COMPRESSION",
+                                              "BUNDLEGEN_APPMETADATA", "BUNDLEGEN_APPID"},
+    "do_rootfs": GENERATE_READS | {"BUNDLEGEN_CONTAINERS", "BUNDLEGEN_RUNTIME", "BUNDLEGEN_RUNTIMES",
+                                   "BUNDLEGEN_POLICIES", "BUNDLEGEN_UID_BASE", "BUNDLEGEN_PLATFORM",
+                                   "BUNDLEGEN_PLATFORM_NAME", "BUNDLEGEN_PLATFORM_TEMPLATE", "BUNDLEGEN_INSTALL_DIR"},
+    "do_bundlegen_platform": {"BUNDLEGEN_PLATFORM_NAME", "BUNDLEGEN_PLATFORM_TEMPLATE",
+                              "BUNDLEGEN_PLATFORM_SEARCHPATH", "BUNDLEGEN_WORKDIR"},
+}
+# Read at parse time only: they decide whether a task exists, or what goes
+# into IMAGE_INSTALL (which is in do_rootfs's signature by its value).
+PARSE_TIME_ONLY = {"BUNDLEGEN_DEPLOY_PLATFORM", "BUNDLEGEN_RUNTIME_PACKAGES"}
+
+
+def class_variables():
+    """The BUNDLEGEN_* variables the classes let users set (?= or ??=)."""
+    return {line.split()[0] for path in sorted((harness.REPO / "classes").glob("bundlegen*.bbclass"))
+            for line in open(path) if line.startswith("BUNDLEGEN_") and ("?=" in line or "??=" in line)}
+
+
 @pytest.mark.parametrize("task", sorted(SIGNED_TASKS))
-def test_every_bundlegen_variable_is_in_the_signature(build, task):
+def test_each_task_signature_holds_exactly_the_values_it_reads(build, task):
     pn, conf = SIGNED_TASKS[task]
     b = build(conf)
-    names = b.d(pn).getVar("BUNDLEGEN_SIGNATURE_VARS").split()
-    documented = {line.split()[0] for line in open(harness.REPO / "classes/bundlegen.bbclass")
-                  if line.startswith("BUNDLEGEN_") and ("?=" in line or "??=" in line)}
-    assert documented <= set(names)
-    missing = set(names) - b.vardeps(pn, task)
-    assert not missing
+    assert {v for v in b.vardeps(pn, task) if v.startswith("BUNDLEGEN_")} == TASK_READS[task]
+
+
+def test_every_user_variable_is_in_some_signature():
+    variables = class_variables()
+    assert len(variables) >= 19
+    assert variables - PARSE_TIME_ONLY - set().union(*TASK_READS.values()) == set()
+
+
+def test_issue13_containers_do_not_change_the_platform_task(tmp_path, build):
+    """BUNDLEGEN_CONTAINERS is the host side's: the BSP side's task keeps its
+    hash when it changes, and the host side's do_rootfs does not."""
+    conf = 'BUNDLEGEN_DEPLOY_PLATFORM:pn-%s = "1"\n' % DEVICE
+    a = build(conf, topdir=tmp_path / "a")
+    b = build(conf + 'BUNDLEGEN_CONTAINERS:pn-%s = "%s:crun"\n' % (DEVICE, APP), topdir=tmp_path / "b")
+    c = build(conf + 'BUNDLEGEN_CONTAINERS:pn-%s = "%s:crun:always"\n' % (DEVICE, APP), topdir=tmp_path / "c")
+    assert "BUNDLEGEN_CONTAINERS" not in b.vardeps(DEVICE, "do_bundlegen_platform")
+    assert a.basehash(DEVICE, "do_bundlegen_platform") == b.basehash(DEVICE, "do_bundlegen_platform") \
+        == c.basehash(DEVICE, "do_bundlegen_platform")
+    assert b.basehash(DEVICE, "do_rootfs") != c.basehash(DEVICE, "do_rootfs")
+
+
+def test_issue13_a_role_variable_changes_only_its_own_task(tmp_path, build):
+    conf = 'BUNDLEGEN_PLATFORMS:pn-%s = "qemux86-64"\n' % APP
+    a = build(conf, topdir=tmp_path / "a")
+    b = build(conf + 'BUNDLEGEN_PLATFORM_NAME = "mybox"\nBUNDLEGEN_INSTALL_DIR = "/opt/apps"\n',
+              topdir=tmp_path / "b")
+    assert a.basehash(APP, "do_bundlegen_bundles") == b.basehash(APP, "do_bundlegen_bundles")
+
+
+def test_issue13_one_way_to_run_bundlegen():
+    """Every bundlegen call of every task goes through bundlegen.tool.run
+    (SOURCE_DATE_EPOCH, PATH, no RDK_PLATFORM*): no other file of the class
+    or its library starts a process."""
+    files = sorted((harness.REPO / "classes").glob("bundlegen*.bbclass")) + \
+        sorted((harness.REPO / "lib" / "bundlegen").glob("*.py"))
+    assert len(files) >= 10
+    starts = [str(f.relative_to(harness.REPO)) for f in files
+              if "subprocess" in f.read_text() or "os.system" in f.read_text()]
+    assert starts == ["lib/bundlegen/tool.py"]
 
 
 @pytest.mark.parametrize("var,value", [("BUNDLEGEN_COMPRESSION", "zstd"), ("BUNDLEGEN_RUNTIME", "crun"),

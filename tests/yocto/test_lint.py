@@ -30,7 +30,7 @@ IMAGE_OCI_VARS = ["OCI_LAYER_MODE", "OCI_LAYERS", "OCI_IMAGE_ENTRYPOINT", "OCI_I
 
 
 def known_variables():
-    text = (harness.REPO / "classes" / "bundlegen.bbclass").read_text()
+    text = "".join(p.read_text() for p in sorted((harness.REPO / "classes").glob("bundlegen*.bbclass")))
     return sorted(set(re.findall(r"^(BUNDLEGEN_[A-Z_]+)", text, re.M))) + IMAGE_OCI_VARS
 
 

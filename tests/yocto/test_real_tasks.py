@@ -161,6 +161,7 @@ def standins(real, tool, tmp_path_factory):
         shutil.rmtree(top)
     (top / "bin").mkdir(parents=True)
     shutil.copy2(tool, top / "bin" / "bundlegen")
+    shutil.copy2(reallayers.REPO / "tests/yocto/meta-harness/scripts/shadow-standin", top / "bin" / "shadow-standin")
     layers = top / "oci-layers" / CONTAINER
     base, shell, app = (layers / "layer-1-base", layers / "layer-2-shell", layers / "layer-3-app")
     _base(base)
@@ -239,9 +240,14 @@ def test_host_side_installs_bundle_account_and_unit(host_built):
     env = result.stdout
     rootfs = variable(env, "IMAGE_ROOTFS")
     workdir = variable(env, "WORKDIR")
-    # the class's entry of the real ROOTFS_POSTPROCESS_COMMAND is what ran
-    assert "bundlegen_install_containers" in variable(env, "ROOTFS_POSTPROCESS_COMMAND").split()
-    assert open(os.path.join(workdir, "realtest-postprocess")).read().split() == ["bundlegen_install_containers"]
+    # the class's entries of the real ROOTFS_POSTPROCESS_COMMAND, and
+    # oe-core's extrausers entry that makes the app's account, are what ran
+    commands = variable(env, "ROOTFS_POSTPROCESS_COMMAND").split()
+    assert commands.index("bundlegen_check_accounts") < commands.index("set_user_group") \
+        < commands.index("bundlegen_install_containers")
+    assert open(os.path.join(workdir, "realtest-postprocess")).read().split() == \
+        ["bundlegen_check_accounts", "set_user_group", "bundlegen_install_containers"]
+    assert "useradd -u 30000 -g app-demo" in variable(env, "EXTRA_USERS_PARAMS")
     bundle = os.path.join(rootfs, "var/lib/bundlegen/demo")
     config = json.load(open(os.path.join(bundle, "config.json")))
     assert config["process"]["user"]["uid"] == 30000 and config["process"]["user"]["gid"] == 30000

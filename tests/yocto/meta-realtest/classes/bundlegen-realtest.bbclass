@@ -14,8 +14,16 @@
 # - do_realtest_rootfs (after do_rootfs, before do_image) fills
 #   ${IMAGE_ROOTFS} from ${REALTEST_DIR}/rootfs/${PN}, a small tree the test
 #   makes from this machine's x86-64 files, in place of package installation;
-#   it then runs the class's real ROOTFS_POSTPROCESS_COMMAND entry,
-#   bundlegen_install_containers, as do_rootfs would at that point;
+#   it then runs the class's real ROOTFS_POSTPROCESS_COMMAND entries
+#   (bundlegen_check_accounts, bundlegen_install_containers) and oe-core's
+#   extrausers entry (set_user_group) in their order, as do_rootfs would at
+#   that point;
+# - set_user_group runs oe-core's useradd_base functions, which call
+#   shadow-native's groupadd and useradd through pseudo
+#   (${STAGING_BINDIR_NATIVE}/pseudo): that link points at
+#   meta-harness/scripts/shadow-standin, which adds the entries to the
+#   rootfs's group and passwd (pseudo-native and shadow-native are built
+#   from source, and the host's own useradd needs root to write there);
 # - the native tools tasks run from ${STAGING_BINDIR_NATIVE} are this
 #   machine's: bundlegen (the test's cargo build, for bundlegen-native:
 #   building it needs oe-core's Rust from source) and Debian's umoci, rsync
@@ -56,7 +64,8 @@ python do_realtest_rootfs() {
     shutil.copytree(source, rootfs, symlinks=True, dirs_exist_ok=True)
     bindir = d.getVar("STAGING_BINDIR_NATIVE")
     bb.utils.mkdirhier(bindir)
-    tools = [(os.path.join(d.getVar("REALTEST_DIR"), "bin", "bundlegen"), "bundlegen")]
+    tools = [(os.path.join(d.getVar("REALTEST_DIR"), "bin", "bundlegen"), "bundlegen"),
+             (os.path.join(d.getVar("REALTEST_DIR"), "bin", "shadow-standin"), "pseudo")]
     tools += [(shutil.which(t, path="/usr/bin:/bin"), t) for t in d.getVar("REALTEST_HOST_TOOLS").split()]
     for src, name in tools:
         if not src or not os.path.exists(src):
@@ -66,7 +75,7 @@ python do_realtest_rootfs() {
             os.remove(dst)
         os.symlink(src, dst)
     commands = (d.getVar("ROOTFS_POSTPROCESS_COMMAND") or "").replace(";", " ").split()
-    ours = [c for c in commands if c.startswith("bundlegen_")]
+    ours = [c for c in commands if c.startswith("bundlegen_") or c == "set_user_group"]
     with open(os.path.join(d.getVar("WORKDIR"), "realtest-postprocess"), "w") as f:
         f.write(" ".join(ours) + "\n")
     for cmd in ours:
