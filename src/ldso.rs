@@ -1,9 +1,9 @@
 //! A model of glibc's dynamic loader search, run against a rootfs on disk.
 //!
 //! Nothing is executed and the host's own libraries are never looked at:
-//! every path is resolved inside the rootfs ([`resolve_in_root`]), with
-//! absolute symlink targets taken relative to the rootfs and `..` clamped at
-//! its top. For each `DT_NEEDED` entry the search order is the one `ld.so`
+//! every path is resolved inside the rootfs by the rootfs resolver
+//! ([`crate::rootfs::resolve`], through a [`Memo`]), with absolute symlink
+//! targets taken relative to the rootfs and `..` clamped at its top. For each `DT_NEEDED` entry the search order is the one `ld.so`
 //! documents:
 //!
 //! 1. a name containing `/` is used as an (in-root) path;
@@ -41,54 +41,8 @@ mod memo;
 use conf::read_conf;
 pub use memo::Memo;
 
-/// Symlinks followed while resolving one path before giving up (as the kernel).
-const MAX_SYMLINKS: usize = 40;
 /// `include` nesting allowed in `ld.so.conf`.
 const MAX_CONF_DEPTH: usize = 16;
-
-/// Resolves `path` inside `root` as the container would see it: every
-/// symlink is followed within the rootfs, absolute targets start again at
-/// the rootfs, and `..` never climbs above it. Returns the in-root absolute
-/// path (`/usr/lib/libc.so.6`). Fails with `NotFound` when a component does
-/// not exist and with an error after 40 symlinks.
-pub fn resolve_in_root(root: &Path, path: &str) -> io::Result<String> {
-    let mut todo: VecDeque<String> = components(path).collect();
-    let mut done: Vec<String> = Vec::new();
-    let mut links = 0;
-    while let Some(comp) = todo.pop_front() {
-        match comp.as_str() {
-            "." => continue,
-            ".." => {
-                done.pop();
-                continue;
-            }
-            _ => {}
-        }
-        done.push(comp);
-        let host = host_path(root, &done);
-        let meta = std::fs::symlink_metadata(&host)?;
-        if meta.file_type().is_symlink() {
-            links += 1;
-            if links > MAX_SYMLINKS {
-                return Err(io::Error::other(format!(
-                    "more than {MAX_SYMLINKS} symlinks while resolving {path} in the rootfs"
-                )));
-            }
-            let target = std::fs::read_link(&host)?;
-            let target = target.to_string_lossy();
-            done.pop();
-            if target.starts_with('/') {
-                done.clear();
-            }
-            for c in components(&target).collect::<Vec<_>>().into_iter().rev() {
-                todo.push_front(c);
-            }
-        } else if !todo.is_empty() && !meta.is_dir() {
-            return Err(io::Error::from(io::ErrorKind::NotADirectory));
-        }
-    }
-    Ok(format!("/{}", done.join("/")))
-}
 
 fn components(path: &str) -> impl Iterator<Item = String> + '_ {
     path.split('/').filter(|c| !c.is_empty()).map(str::to_owned)
@@ -217,7 +171,8 @@ impl Loader {
         &self.root
     }
 
-    /// [`resolve_in_root`] in this model's rootfs, each path resolved once.
+    /// [`crate::rootfs::resolve`] in this model's rootfs, each path
+    /// resolved once.
     pub fn resolve(&self, path: &str) -> io::Result<String> {
         self.resolved.resolve(path)
     }
@@ -534,7 +489,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     #[test]
-    fn resolve_stays_inside_the_root() {
+    fn the_loader_resolves_inside_the_root() {
         let dir = tempfile::tempdir().expect("tempdir");
         let r = dir.path();
         std::fs::create_dir_all(r.join("usr/lib")).expect("mkdir");
@@ -544,25 +499,26 @@ mod tests {
         symlink("../../../../../usr/lib/libc.so.6", r.join("usr/lib/up")).expect("symlink");
         symlink("loop2", r.join("loop1")).expect("symlink");
         symlink("loop1", r.join("loop2")).expect("symlink");
+        let loader = Loader::new(r, &crate::diag::Silent);
         assert_eq!(
-            resolve_in_root(r, "/lib/libc.so.6").expect("ok"),
+            loader.resolve("/lib/libc.so.6").expect("ok"),
             "/usr/lib/libc.so.6"
         );
         assert_eq!(
-            resolve_in_root(r, "/lib/abs").expect("ok"),
+            loader.resolve("/lib/abs").expect("ok"),
             "/usr/lib/libc.so.6"
         );
         assert_eq!(
-            resolve_in_root(r, "/lib/up").expect("ok"),
+            loader.resolve("/lib/up").expect("ok"),
             "/usr/lib/libc.so.6"
         );
         assert_eq!(
-            resolve_in_root(r, "/../../lib/./libc.so.6").expect("ok"),
+            loader.resolve("/../../lib/./libc.so.6").expect("ok"),
             "/usr/lib/libc.so.6"
         );
-        assert_eq!(resolve_in_root(r, "/").expect("ok"), "/");
-        assert!(resolve_in_root(r, "/lib/missing").is_err());
-        assert!(resolve_in_root(r, "/loop1").is_err());
+        assert_eq!(loader.resolve("/").expect("ok"), "/");
+        assert!(loader.resolve("/lib/missing").is_err());
+        assert!(loader.resolve("/loop1").is_err());
     }
 
     #[test]

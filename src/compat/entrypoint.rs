@@ -274,7 +274,6 @@ pub fn check_entrypoint(
             });
         }
         result = Some(libraries(
-            rootfs,
             &mut loader,
             path,
             &info,
@@ -297,7 +296,6 @@ type Libs = (String, Option<String>, Vec<String>);
 
 /// What the ELF file at `path` loads, checked against the plan.
 fn libraries(
-    rootfs: &Path,
     loader: &mut Loader,
     path: &str,
     info: &ElfInfo,
@@ -317,7 +315,7 @@ fn libraries(
     let mount_dests: BTreeSet<String> = plan.mounts.iter().map(|m| m.destination.clone()).collect();
     let mut problems = Vec::new();
     if let Some(interp) = &info.interpreter {
-        let canon = rootfs::canonical(rootfs, interp);
+        let canon = rootfs::canonical_with(|d| loader.resolve(d), interp);
         let present = closure
             .interpreter_found
             .as_ref()
