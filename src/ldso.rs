@@ -249,7 +249,7 @@ impl Loader {
 
     fn lib_token(&self, obj: &ElfInfo) -> String {
         for t in triplets(obj) {
-            if self.root.join("lib").join(t).is_dir() {
+            if crate::rootfs::resolve_dir(&self.root, &format!("/lib/{t}")).is_ok() {
                 return format!("lib/{t}");
             }
         }
@@ -544,5 +544,25 @@ mod tests {
             loader.conf_dirs(),
             ["/opt/first", "/opt/a", "/opt/sub", "/opt/b1", "/opt/b2"]
         );
+    }
+
+    #[test]
+    fn lib_token_looks_for_multiarch_inside_the_root_only() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let r = t.path().join("root");
+        std::fs::create_dir_all(r.join("usr/lib")).expect("mkdir");
+        // The test binary stands for an object of the build machine's arch.
+        let info = elf::read(Path::new("/proc/self/exe")).expect("read").expect("elf");
+        let triplet = triplets(&info)[0];
+        let plain = if info.class == Class::Elf64 { "lib64" } else { "lib" };
+        // `/lib` is an absolute link to a host directory that has the
+        // multiarch folder: inside the root it leads nowhere.
+        std::fs::create_dir_all(t.path().join("outside").join(triplet)).expect("mkdir");
+        symlink(t.path().join("outside"), r.join("lib")).expect("symlink");
+        assert_eq!(Loader::new(&r, &crate::diag::Silent).lib_token(&info), plain);
+        std::fs::remove_file(r.join("lib")).expect("rm");
+        symlink("/usr/lib", r.join("lib")).expect("symlink");
+        std::fs::create_dir(r.join("usr/lib").join(triplet)).expect("mkdir");
+        assert_eq!(Loader::new(&r, &crate::diag::Silent).lib_token(&info), format!("lib/{triplet}"));
     }
 }

@@ -345,6 +345,16 @@ pub fn resolve(root: &Path, path: &str) -> io::Result<String> {
     }
 }
 
+/// [`resolve`] for a path that must be a directory: `ENOTDIR` when it
+/// resolves to anything else.
+pub fn resolve_dir(root: &Path, path: &str) -> io::Result<String> {
+    let found = Walker::new(root)?.resolve(path.as_bytes())?;
+    if !found.is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+    }
+    Ok(found.path())
+}
+
 /// `path` with its directory resolved in the root and its file name kept
 /// (`/lib/x86_64-linux-gnu/libc.so.6` on a merged-usr rootfs is
 /// `/usr/lib/x86_64-linux-gnu/libc.so.6`): the name under which the
@@ -652,6 +662,8 @@ mod tests {
         assert_eq!(ok("/dot/dot/dot/lib/abs"), libc);
         assert_eq!(ok("/usr/dotdot/usr/dotdot/lib/abs"), libc);
         assert_eq!(ok("/lib/tofile"), "/usr/lib/file");
+        assert_eq!(resolve_dir(&r, "/lib/up").unwrap(), "/usr/lib");
+        assert_eq!(resolve_dir(&r, "/lib/tofile").unwrap_err().kind(), io::ErrorKind::NotADirectory);
         // An escape lands on the root's own file, never the host's.
         assert_eq!(ok("/lib/escape"), "/secret");
         let mut w = Walker::new(&r).unwrap();

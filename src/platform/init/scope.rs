@@ -48,7 +48,7 @@ pub(super) fn loader_dirs(loader: &Loader, reference: &ElfInfo) -> Vec<String> {
     let root = loader.root();
     let mut dirs: BTreeSet<String> = BTreeSet::new();
     for d in loader.system_dirs(reference) {
-        if let Ok(real) = resolved_dir(root, &d) {
+        if let Ok(real) = rootfs::resolve_dir(root, &d) {
             dirs.insert(real);
         }
     }
@@ -229,16 +229,6 @@ impl Diagnostics for Once<'_> {
     fn progress(&self, event: Progress) {
         self.inner.progress(event);
     }
-}
-
-/// The in-root real path of the directory `in_root`, resolved inside the
-/// rootfs; `ENOTDIR` when it is something else.
-fn resolved_dir(root: &Path, in_root: &str) -> io::Result<String> {
-    let found = rootfs::Walker::new(root)?.resolve(in_root.as_bytes())?;
-    if !found.is_dir() {
-        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
-    }
-    Ok(found.path())
 }
 
 /// Whether in-root path `p` is `dir` or below it.
