@@ -1,9 +1,9 @@
 //! A model of glibc's dynamic loader search, run against a rootfs on disk.
 //!
 //! Nothing is executed and the host's own libraries are never looked at:
-//! every path is resolved inside the rootfs ([`resolve_in_root`]), with
-//! absolute symlink targets taken relative to the rootfs and `..` clamped at
-//! its top. For each `DT_NEEDED` entry the search order is the one `ld.so`
+//! every path is resolved inside the rootfs by the rootfs resolver
+//! ([`crate::rootfs::resolve`], through a [`Memo`]), with absolute symlink
+//! targets taken relative to the rootfs and `..` clamped at its top. For each `DT_NEEDED` entry the search order is the one `ld.so`
 //! documents:
 //!
 //! 1. a name containing `/` is used as an (in-root) path;
@@ -41,54 +41,8 @@ mod memo;
 use conf::read_conf;
 pub use memo::Memo;
 
-/// Symlinks followed while resolving one path before giving up (as the kernel).
-const MAX_SYMLINKS: usize = 40;
 /// `include` nesting allowed in `ld.so.conf`.
 const MAX_CONF_DEPTH: usize = 16;
-
-/// Resolves `path` inside `root` as the container would see it: every
-/// symlink is followed within the rootfs, absolute targets start again at
-/// the rootfs, and `..` never climbs above it. Returns the in-root absolute
-/// path (`/usr/lib/libc.so.6`). Fails with `NotFound` when a component does
-/// not exist and with an error after 40 symlinks.
-pub fn resolve_in_root(root: &Path, path: &str) -> io::Result<String> {
-    let mut todo: VecDeque<String> = components(path).collect();
-    let mut done: Vec<String> = Vec::new();
-    let mut links = 0;
-    while let Some(comp) = todo.pop_front() {
-        match comp.as_str() {
-            "." => continue,
-            ".." => {
-                done.pop();
-                continue;
-            }
-            _ => {}
-        }
-        done.push(comp);
-        let host = host_path(root, &done);
-        let meta = std::fs::symlink_metadata(&host)?;
-        if meta.file_type().is_symlink() {
-            links += 1;
-            if links > MAX_SYMLINKS {
-                return Err(io::Error::other(format!(
-                    "more than {MAX_SYMLINKS} symlinks while resolving {path} in the rootfs"
-                )));
-            }
-            let target = std::fs::read_link(&host)?;
-            let target = target.to_string_lossy();
-            done.pop();
-            if target.starts_with('/') {
-                done.clear();
-            }
-            for c in components(&target).collect::<Vec<_>>().into_iter().rev() {
-                todo.push_front(c);
-            }
-        } else if !todo.is_empty() && !meta.is_dir() {
-            return Err(io::Error::from(io::ErrorKind::NotADirectory));
-        }
-    }
-    Ok(format!("/{}", done.join("/")))
-}
 
 fn components(path: &str) -> impl Iterator<Item = String> + '_ {
     path.split('/').filter(|c| !c.is_empty()).map(str::to_owned)
@@ -217,7 +171,8 @@ impl Loader {
         &self.root
     }
 
-    /// [`resolve_in_root`] in this model's rootfs, each path resolved once.
+    /// [`crate::rootfs::resolve`] in this model's rootfs, each path
+    /// resolved once.
     pub fn resolve(&self, path: &str) -> io::Result<String> {
         self.resolved.resolve(path)
     }
@@ -294,7 +249,7 @@ impl Loader {
 
     fn lib_token(&self, obj: &ElfInfo) -> String {
         for t in triplets(obj) {
-            if self.root.join("lib").join(t).is_dir() {
+            if crate::rootfs::resolve_dir(&self.root, &format!("/lib/{t}")).is_ok() {
                 return format!("lib/{t}");
             }
         }
@@ -534,7 +489,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     #[test]
-    fn resolve_stays_inside_the_root() {
+    fn the_loader_resolves_inside_the_root() {
         let dir = tempfile::tempdir().expect("tempdir");
         let r = dir.path();
         std::fs::create_dir_all(r.join("usr/lib")).expect("mkdir");
@@ -544,25 +499,26 @@ mod tests {
         symlink("../../../../../usr/lib/libc.so.6", r.join("usr/lib/up")).expect("symlink");
         symlink("loop2", r.join("loop1")).expect("symlink");
         symlink("loop1", r.join("loop2")).expect("symlink");
+        let loader = Loader::new(r, &crate::diag::Silent);
         assert_eq!(
-            resolve_in_root(r, "/lib/libc.so.6").expect("ok"),
+            loader.resolve("/lib/libc.so.6").expect("ok"),
             "/usr/lib/libc.so.6"
         );
         assert_eq!(
-            resolve_in_root(r, "/lib/abs").expect("ok"),
+            loader.resolve("/lib/abs").expect("ok"),
             "/usr/lib/libc.so.6"
         );
         assert_eq!(
-            resolve_in_root(r, "/lib/up").expect("ok"),
+            loader.resolve("/lib/up").expect("ok"),
             "/usr/lib/libc.so.6"
         );
         assert_eq!(
-            resolve_in_root(r, "/../../lib/./libc.so.6").expect("ok"),
+            loader.resolve("/../../lib/./libc.so.6").expect("ok"),
             "/usr/lib/libc.so.6"
         );
-        assert_eq!(resolve_in_root(r, "/").expect("ok"), "/");
-        assert!(resolve_in_root(r, "/lib/missing").is_err());
-        assert!(resolve_in_root(r, "/loop1").is_err());
+        assert_eq!(loader.resolve("/").expect("ok"), "/");
+        assert!(loader.resolve("/lib/missing").is_err());
+        assert!(loader.resolve("/loop1").is_err());
     }
 
     #[test]
@@ -588,5 +544,25 @@ mod tests {
             loader.conf_dirs(),
             ["/opt/first", "/opt/a", "/opt/sub", "/opt/b1", "/opt/b2"]
         );
+    }
+
+    #[test]
+    fn lib_token_looks_for_multiarch_inside_the_root_only() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let r = t.path().join("root");
+        std::fs::create_dir_all(r.join("usr/lib")).expect("mkdir");
+        // The test binary stands for an object of the build machine's arch.
+        let info = elf::read(Path::new("/proc/self/exe")).expect("read").expect("elf");
+        let triplet = triplets(&info)[0];
+        let plain = if info.class == Class::Elf64 { "lib64" } else { "lib" };
+        // `/lib` is an absolute link to a host directory that has the
+        // multiarch folder: inside the root it leads nowhere.
+        std::fs::create_dir_all(t.path().join("outside").join(triplet)).expect("mkdir");
+        symlink(t.path().join("outside"), r.join("lib")).expect("symlink");
+        assert_eq!(Loader::new(&r, &crate::diag::Silent).lib_token(&info), plain);
+        std::fs::remove_file(r.join("lib")).expect("rm");
+        symlink("/usr/lib", r.join("lib")).expect("symlink");
+        std::fs::create_dir(r.join("usr/lib").join(triplet)).expect("mkdir");
+        assert_eq!(Loader::new(&r, &crate::diag::Silent).lib_token(&info), format!("lib/{triplet}"));
     }
 }

@@ -13,7 +13,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -98,11 +98,35 @@ impl Walker {
         std::mem::take(&mut self.created)
     }
 
-    /// Resolves the directory at `components` (already split, no empty
-    /// parts), following symlinks inside the root. A symlink whose physical
-    /// in-root path `refuse` accepts is not followed: the walk fails with
-    /// `ENOENT` there.
+    /// Resolves the directory at `components` (already split), following
+    /// symlinks inside the root. A symlink whose physical in-root path
+    /// `refuse` accepts is not followed: the walk fails with `ENOENT` there.
     pub fn dir(&mut self, components: &[&[u8]], missing: Missing, refuse: Option<Refuse<'_>>) -> io::Result<Dir> {
+        match self.walk(components, false, missing, refuse)? {
+            Resolved::Dir(dir) => Ok(dir),
+            Resolved::Entry { .. } => unreachable!("a walk for a directory ends on a directory"),
+        }
+    }
+
+    /// Resolves the in-root path `path` (`/`-separated, absolute or not,
+    /// both meaning the same), following symlinks inside the root, in the
+    /// last component too. Fails with `ENOENT` when a component is missing,
+    /// `ENOTDIR` when a non-directory is used as one and `ELOOP` after
+    /// [`MAX_SYMLINK_HOPS`] symlinks.
+    pub fn resolve(&mut self, path: &[u8]) -> io::Result<Resolved> {
+        let components: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
+        self.walk(&components, true, Missing::Fail, None)
+    }
+
+    /// The one resolution loop. Components are taken one at a time from a
+    /// directory descriptor: a directory is opened (`O_PATH|O_NOFOLLOW`), a
+    /// symlink is read (`readlinkat`) and its target's components put in
+    /// front of the rest (an absolute target starts again at the root), `..`
+    /// pops to the physical parent and stops at the root. With `leaf`, a
+    /// last component that is neither a directory nor a symlink ends the
+    /// walk as an [`Resolved::Entry`]; without it, it is `ENOTDIR` (or, with
+    /// [`Missing::Create`], replaced by a directory).
+    fn walk(&mut self, components: &[&[u8]], leaf: bool, missing: Missing, refuse: Option<Refuse<'_>>) -> io::Result<Resolved> {
         // Reuse the cached prefix of real directories.
         let shared = self
             .cache
@@ -111,12 +135,15 @@ impl Walker {
             .take_while(|((name, _), comp)| name.as_slice() == **comp)
             .count();
         let mut stack: Vec<(Vec<u8>, Rc<OwnedFd>)> = self.cache[..shared].to_vec();
-        let mut pending: Vec<Vec<u8>> = components[shared..].iter().rev().map(|c| c.to_vec()).collect();
+        // Empty components (`a//b`, a trailing `/`) are dropped here, so that
+        // "nothing pending" means "this is the last component".
+        let mut pending: Vec<Vec<u8>> = components[shared..].iter().rev().filter(|c| !c.is_empty()).map(|c| c.to_vec()).collect();
         let mut hops = 0;
         let mut through_symlink = false;
+        let mut entry = None;
         while let Some(comp) = pending.pop() {
             match comp.as_slice() {
-                b"" | b"." => continue,
+                b"." => continue,
                 b".." => {
                     stack.pop();
                     continue;
@@ -152,7 +179,10 @@ impl Walker {
                     if target.first() == Some(&b'/') {
                         stack.clear();
                     }
-                    pending.extend(target.split(|&b| b == b'/').rev().map(<[u8]>::to_vec));
+                    pending.extend(target.split(|&b| b == b'/').rev().filter(|c| !c.is_empty()).map(<[u8]>::to_vec));
+                }
+                Ok(_) if leaf && pending.is_empty() => {
+                    entry = Some(comp);
                 }
                 Ok(_) if missing == Missing::Create => {
                     unlink_at(parent.as_raw_fd(), &name, 0)?;
@@ -175,7 +205,11 @@ impl Walker {
             // Keep only the part that was walked without symlinks.
             self.cache.truncate(shared);
         }
-        Ok(Dir { fd, phys })
+        let dir = Dir { fd, phys };
+        Ok(match entry {
+            Some(name) => Resolved::Entry { dir, name },
+            None => Resolved::Dir(dir),
+        })
     }
 
     fn make_dir(&mut self, parent: &Rc<OwnedFd>, stack: &[(Vec<u8>, Rc<OwnedFd>)], name: &CStr, comp: &[u8]) -> io::Result<OwnedFd> {
@@ -211,51 +245,134 @@ impl Walker {
     /// symlinks inside the root, also in the last component. `Ok(None)`
     /// when nothing is there; an error when it is larger than `limit`.
     pub fn read_file(&mut self, path: &[u8], limit: u64) -> io::Result<Option<Vec<u8>>> {
-        let mut comps: Vec<Vec<u8>> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).map(<[u8]>::to_vec).collect();
-        for _ in 0..MAX_SYMLINK_HOPS {
-            let Some(name) = comps.pop() else { return Ok(None) };
-            let parent: Vec<&[u8]> = comps.iter().map(Vec::as_slice).collect();
-            let dir = match self.dir(&parent, Missing::Fail, None) {
-                Ok(d) => d,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let cname = cstr(&name)?;
-            let st = match lstat_at(dir.raw(), &cname) {
-                Ok(st) => st,
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            if is_symlink(&st) {
-                let target = read_link_at(dir.raw(), &cname)?;
-                comps = if target.first() == Some(&b'/') { Vec::new() } else { dir.phys.clone() };
-                for c in target.split(|&b| b == b'/') {
-                    match c {
-                        b"" | b"." => {}
-                        b".." => {
-                            comps.pop();
-                        }
-                        c => comps.push(c.to_vec()),
-                    }
-                }
-                continue;
-            }
-            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
-            }
-            let fd = unsafe { libc::openat(dir.raw(), cname.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
-            if fd < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-            let mut bytes = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::Read::take(file, limit + 1), &mut bytes)?;
-            if bytes.len() as u64 > limit {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {limit} bytes")));
-            }
-            return Ok(Some(bytes));
+        let file = match self.resolve(path) {
+            Ok(found) => found.open_file()?,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, limit + 1), &mut bytes)?;
+        if bytes.len() as u64 > limit {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {limit} bytes")));
         }
-        Err(io::Error::from_raw_os_error(libc::ELOOP))
+        Ok(Some(bytes))
+    }
+}
+
+/// Where a [`Walker::resolve`] ended: no symlink is left in it.
+pub enum Resolved {
+    /// A directory.
+    Dir(Dir),
+    /// Something else (a regular file, a device, a socket ...): the
+    /// directory it is in and its name there.
+    Entry { dir: Dir, name: Vec<u8> },
+}
+
+impl Resolved {
+    /// The physical in-root path, absolute (`/usr/lib/libc.so.6`, `/`).
+    pub fn path(&self) -> String {
+        let phys = match self {
+            Resolved::Dir(dir) => {
+                let mut p = Vec::new();
+                for c in &dir.phys {
+                    p.push(b'/');
+                    p.extend_from_slice(c);
+                }
+                p
+            }
+            Resolved::Entry { dir, name } => {
+                let mut p = dir.child_path(name);
+                p.insert(0, b'/');
+                p
+            }
+        };
+        if phys.is_empty() {
+            return "/".into();
+        }
+        String::from_utf8_lossy(&phys).into_owned()
+    }
+
+    pub fn is_dir(&self) -> bool {
+        matches!(self, Resolved::Dir(_))
+    }
+
+    /// `lstat` of what was reached (never a symlink).
+    pub fn stat(&self) -> io::Result<libc::stat> {
+        match self {
+            Resolved::Dir(dir) => fstat(dir.raw()),
+            Resolved::Entry { dir, name } => lstat_at(dir.raw(), &cstr(name)?),
+        }
+    }
+
+    /// Opens the regular file reached for reading (`O_NOFOLLOW`, relative
+    /// to its directory's descriptor); `InvalidInput` for anything else.
+    pub fn open_file(&self) -> io::Result<std::fs::File> {
+        let not_a_file = || io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+        let Resolved::Entry { dir, name } = self else { return Err(not_a_file()) };
+        let cname = cstr(name)?;
+        if lstat_at(dir.raw(), &cname)?.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(not_a_file());
+        }
+        let fd = unsafe { libc::openat(dir.raw(), cname.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// The names in the directory reached (without `.` and `..`), sorted;
+    /// `ENOTDIR` for anything else.
+    pub fn list(&self) -> io::Result<Vec<CString>> {
+        match self {
+            Resolved::Dir(dir) => read_dir_fd(open_dir(dir.raw(), c".")?),
+            Resolved::Entry { .. } => Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+        }
+    }
+}
+
+/// [`Walker::resolve`] for one path of the root `root`, as an in-root real
+/// path: every symlink is followed within the root (absolute targets start
+/// again at the root), `..` never climbs above it. `NotFound` when a
+/// component does not exist, `NotADirectory` when a non-directory is used
+/// as one, and an error naming the path after [`MAX_SYMLINK_HOPS`] links.
+pub fn resolve(root: &Path, path: &str) -> io::Result<String> {
+    match Walker::new(root)?.resolve(path.as_bytes()) {
+        Ok(found) => Ok(found.path()),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(io::Error::other(format!(
+            "more than {MAX_SYMLINK_HOPS} symlinks while resolving {path} in the rootfs"
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`resolve`] for a path that must be a directory: `ENOTDIR` when it
+/// resolves to anything else.
+pub fn resolve_dir(root: &Path, path: &str) -> io::Result<String> {
+    let found = Walker::new(root)?.resolve(path.as_bytes())?;
+    if !found.is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+    }
+    Ok(found.path())
+}
+
+/// `path` with its directory resolved in the root and its file name kept
+/// (`/lib/x86_64-linux-gnu/libc.so.6` on a merged-usr rootfs is
+/// `/usr/lib/x86_64-linux-gnu/libc.so.6`): the name under which the
+/// loader model, library matching and inventories know a library. `path`
+/// itself when its directory does not resolve.
+pub fn canonical(root: &Path, path: &str) -> String {
+    canonical_with(|dir| resolve(root, dir), path)
+}
+
+/// [`canonical`] with the directory resolved by `resolve`, a [`resolve`]
+/// of the same root (the loader model's memo of it).
+pub fn canonical_with(resolve: impl Fn(&str) -> io::Result<String>, path: &str) -> String {
+    let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
+    let dir = if dir.is_empty() { "/" } else { dir };
+    match resolve(dir) {
+        Ok(d) if d == "/" => format!("/{file}"),
+        Ok(d) => format!("{d}/{file}"),
+        Err(_) => path.to_owned(),
     }
 }
 
@@ -274,6 +391,14 @@ pub fn is_symlink(st: &libc::stat) -> bool {
 pub fn lstat_at(dir: RawFd, name: &CStr) -> io::Result<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     if unsafe { libc::fstatat(dir, name.as_ptr(), st.as_mut_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(unsafe { st.assume_init() })
+}
+
+pub fn fstat(fd: RawFd) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(unsafe { st.assume_init() })
@@ -370,6 +495,12 @@ pub fn list_at(dir: RawFd, name: &CStr) -> io::Result<Vec<CString>> {
             return Err(io::Error::last_os_error());
         }
     }
+    read_dir_fd(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Names in the directory open as `fd` (without `.` and `..`), sorted.
+fn read_dir_fd(fd: OwnedFd) -> io::Result<Vec<CString>> {
+    let fd = fd.into_raw_fd();
     let stream = unsafe { libc::fdopendir(fd) };
     if stream.is_null() {
         let err = io::Error::last_os_error();
@@ -480,5 +611,137 @@ mod tests {
         assert_eq!(w.dir(&[b"f"], Missing::Fail, None).err().unwrap().raw_os_error(), Some(libc::ENOTDIR));
         w.dir(&[b"f", b"g"], Missing::Create, None).unwrap();
         assert!(t.path().join("f/g").is_dir());
+    }
+
+    /// A root with every hostile shape the resolver must handle, and a
+    /// host file beside it that no resolution may reach.
+    fn hostile_root() -> (tempfile::TempDir, std::path::PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("secret"), b"host").unwrap();
+        let r = t.path().join("root");
+        std::fs::create_dir_all(r.join("usr/lib/x86_64-linux-gnu")).unwrap();
+        std::fs::write(r.join("usr/lib/x86_64-linux-gnu/libc.so.6"), b"libc").unwrap();
+        std::fs::write(r.join("usr/lib/file"), b"file").unwrap();
+        std::fs::write(r.join("secret"), b"in-root").unwrap();
+        symlink("usr/lib", r.join("lib")).unwrap();
+        symlink("/usr/lib/x86_64-linux-gnu/libc.so.6", r.join("usr/lib/abs")).unwrap();
+        symlink("../../../../../../usr/lib", r.join("usr/lib/up")).unwrap();
+        symlink("../../../../secret", r.join("usr/lib/escape")).unwrap();
+        symlink(t.path().join("secret"), r.join("usr/lib/host")).unwrap();
+        symlink("/../../etc/../usr/./lib/", r.join("usr/lib/absup")).unwrap();
+        symlink("loop2", r.join("loop1")).unwrap();
+        symlink("loop1", r.join("loop2")).unwrap();
+        symlink("self", r.join("self")).unwrap();
+        symlink("/nowhere/libz.so.1", r.join("usr/lib/dangling")).unwrap();
+        symlink("file", r.join("usr/lib/tofile")).unwrap();
+        symlink(".", r.join("dot")).unwrap();
+        symlink("..", r.join("usr/dotdot")).unwrap();
+        // c0 -> c1 -> ... -> c45 -> usr: resolving cK follows 46 - K links.
+        for i in 0..45 {
+            symlink(format!("c{}", i + 1), r.join(format!("c{i}"))).unwrap();
+        }
+        symlink("usr", r.join("c45")).unwrap();
+        (t, r)
+    }
+
+    #[test]
+    fn resolve_follows_symlinks_inside_the_root_only() {
+        let (_t, r) = hostile_root();
+        let ok = |p: &str| resolve(&r, p).unwrap_or_else(|e| panic!("{p}: {e}"));
+        let libc = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+        assert_eq!(ok("/"), "/");
+        assert_eq!(ok(""), "/");
+        assert_eq!(ok(".."), "/");
+        assert_eq!(ok("/lib/x86_64-linux-gnu/libc.so.6"), libc, "a symlinked directory in the middle");
+        assert_eq!(ok("lib/x86_64-linux-gnu/libc.so.6"), libc, "relative means from the root");
+        assert_eq!(ok("/lib/abs"), libc, "an absolute target starts again at the root");
+        assert_eq!(ok("/lib/up/x86_64-linux-gnu/libc.so.6"), libc, "`..` stops at the root");
+        assert_eq!(ok("/lib/up/up/up/abs"), libc);
+        assert_eq!(ok("/../../../lib/./x86_64-linux-gnu//libc.so.6"), libc);
+        assert_eq!(ok("/lib/x86_64-linux-gnu/../../../../lib/abs"), libc);
+        assert_eq!(ok("/dot/dot/dot/lib/abs"), libc);
+        assert_eq!(ok("/usr/dotdot/usr/dotdot/lib/abs"), libc);
+        assert_eq!(ok("/lib/tofile"), "/usr/lib/file");
+        assert_eq!(resolve_dir(&r, "/lib/up").unwrap(), "/usr/lib");
+        assert_eq!(resolve_dir(&r, "/lib/tofile").unwrap_err().kind(), io::ErrorKind::NotADirectory);
+        // An escape lands on the root's own file, never the host's.
+        assert_eq!(ok("/lib/escape"), "/secret");
+        let mut w = Walker::new(&r).unwrap();
+        assert_eq!(w.read_file(b"lib/escape", 100).unwrap().as_deref(), Some(&b"in-root"[..]));
+        // An absolute link to the host's file names an in-root path that
+        // does not exist.
+        let e = resolve(&r, "/lib/host").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert_eq!(w.read_file(b"lib/host", 100).unwrap(), None);
+        for (bad, kind) in [
+            ("/lib/dangling", io::ErrorKind::NotFound),
+            // `etc/..` needs an `etc`, as in the kernel.
+            ("/lib/absup/abs", io::ErrorKind::NotFound),
+            ("/lib/dangling/x", io::ErrorKind::NotFound),
+            ("/lib/missing", io::ErrorKind::NotFound),
+            ("/lib/missing/x", io::ErrorKind::NotFound),
+            ("/lib/file/x", io::ErrorKind::NotADirectory),
+            ("/lib/tofile/x", io::ErrorKind::NotADirectory),
+            ("/lib/file/..", io::ErrorKind::NotADirectory),
+            ("/lib/file/.", io::ErrorKind::NotADirectory),
+        ] {
+            assert_eq!(resolve(&r, bad).unwrap_err().kind(), kind, "{bad}");
+        }
+        // A trailing slash is an empty component: ignored, as before.
+        assert_eq!(ok("/lib/file/"), "/usr/lib/file");
+    }
+
+    #[test]
+    fn resolve_gives_up_after_40_symlinks() {
+        let (_t, r) = hostile_root();
+        for bad in ["/loop1", "/loop1/x", "/self", "/c0/lib/file", "/c5/lib/file", "/c6/lib/abs"] {
+            let e = resolve(&r, bad).unwrap_err();
+            assert!(e.to_string().contains("more than 40 symlinks while resolving"), "{bad}: {e}");
+            let e = Walker::new(&r).unwrap().resolve(bad.as_bytes()).err().unwrap();
+            assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{bad}");
+        }
+        // c6 takes 40 links to reach usr, then lib/file none: just allowed.
+        assert_eq!(resolve(&r, "/c6/lib/file").unwrap(), "/usr/lib/file");
+        // c7 takes 39, leaving one for lib/abs; c6 would need 41.
+        assert_eq!(resolve(&r, "/c7/lib/abs").unwrap(), "/usr/lib/x86_64-linux-gnu/libc.so.6");
+        assert_eq!(resolve(&r, "/c10/lib/up/up/abs").unwrap(), "/usr/lib/x86_64-linux-gnu/libc.so.6");
+        // The flattener's directory walks share the budget.
+        let mut w = Walker::new(&r).unwrap();
+        assert!(w.dir(&[b"c6"], Missing::Fail, None).is_ok());
+        assert_eq!(w.dir(&[b"c5"], Missing::Fail, None).err().unwrap().raw_os_error(), Some(libc::ELOOP));
+        assert_eq!(w.read_file(b"c5/lib/file", 100).err().unwrap().raw_os_error(), Some(libc::ELOOP));
+        assert_eq!(w.read_file(b"c6/lib/file", 100).unwrap().as_deref(), Some(&b"file"[..]));
+    }
+
+    #[test]
+    fn resolved_entries_open_through_their_directory() {
+        let (_t, r) = hostile_root();
+        let mut w = Walker::new(&r).unwrap();
+        let found = w.resolve(b"/lib/abs").unwrap();
+        assert!(!found.is_dir());
+        assert_eq!(found.path(), "/usr/lib/x86_64-linux-gnu/libc.so.6");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut found.open_file().unwrap(), &mut text).unwrap();
+        assert_eq!(text, "libc");
+        assert_eq!(found.stat().unwrap().st_size, 4);
+        let dir = w.resolve(b"/lib/up/").unwrap();
+        assert!(dir.is_dir());
+        assert_eq!(dir.path(), "/usr/lib");
+        let names: Vec<String> = dir.list().unwrap().iter().map(|n| n.to_string_lossy().into_owned()).collect();
+        assert!(names.contains(&"x86_64-linux-gnu".to_owned()) && names.contains(&"file".to_owned()), "{names:?}");
+        assert!(names.windows(2).all(|p| p[0] < p[1]), "sorted: {names:?}");
+        assert!(dir.open_file().is_err(), "a directory is not a file");
+        assert!(found.list().is_err(), "a file is not a directory");
+    }
+
+    #[test]
+    fn canonical_resolves_the_directory_only() {
+        let (_t, r) = hostile_root();
+        assert_eq!(canonical(&r, "/lib/x86_64-linux-gnu/libc.so.6"), "/usr/lib/x86_64-linux-gnu/libc.so.6");
+        // The file name is kept, even when it is a symlink.
+        assert_eq!(canonical(&r, "/lib/up/abs"), "/usr/lib/abs");
+        assert_eq!(canonical(&r, "/nowhere/x.so"), "/nowhere/x.so");
+        assert_eq!(canonical(&r, "/x.so"), "/x.so");
+        assert_eq!(canonical(&r, "/loop1/x.so"), "/loop1/x.so");
     }
 }

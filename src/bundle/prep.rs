@@ -261,63 +261,27 @@ impl Prep<'_> {
     }
 
     /// Follows the symlink `name` in `dir` inside the root; the target file
-    /// opened for reading when it is a regular file.
+    /// opened for reading when it is a regular file. A target that is
+    /// missing, a directory or anything else gives `None`; a symlink loop
+    /// (or a chain over [`MAX_SYMLINK_HOPS`]) is an error.
     fn open_in_root(
         &mut self,
         dir: &Dir,
         name: &CStr,
         shown: &str,
     ) -> Result<Option<File>, PrepError> {
-        let mut parent = dir.clone();
-        let mut name = name.to_owned();
-        for _ in 0..MAX_SYMLINK_HOPS {
-            let st = match rootfs::lstat_at(parent.raw(), &name) {
-                Ok(st) => st,
-                Err(_) => return Ok(None),
-            };
-            if st.st_mode & libc::S_IFMT == libc::S_IFREG {
-                let fd = unsafe {
-                    libc::openat(
-                        parent.raw(),
-                        name.as_ptr(),
-                        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                    )
-                };
-                if fd < 0 {
-                    return Err(self.err("read the target of", shown)(
-                        io::Error::last_os_error(),
-                    ));
-                }
-                return Ok(Some(File::from(unsafe { OwnedFd::from_raw_fd(fd) })));
+        let found = match self.walker.resolve(&dir.child_path(name.to_bytes())) {
+            Ok(found) => found,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(self.err("resolve", shown)(e));
             }
-            if !rootfs::is_symlink(&st) {
-                return Ok(None);
-            }
-            let link = rootfs::read_link_at(parent.raw(), &name)
-                .map_err(self.err("read the symlink", shown))?;
-            let base = parent.phys.clone();
-            let mut comps: Vec<&[u8]> = if link.first() == Some(&b'/') {
-                Vec::new()
-            } else {
-                base.iter().map(Vec::as_slice).collect()
-            };
-            comps.extend(
-                link.split(|&b| b == b'/')
-                    .filter(|c| !c.is_empty() && *c != b"."),
-            );
-            // `..` as the last component names a directory: not a file.
-            let Some(last) = comps.pop().filter(|l| *l != b"..") else {
-                return Ok(None);
-            };
-            parent = match self.walker.dir(&comps, Missing::Fail, None) {
-                Ok(d) => d,
-                Err(_) => return Ok(None),
-            };
-            name = cstr(last).map_err(self.err("use", shown))?;
+            Err(_) => return Ok(None),
+        };
+        match found.open_file() {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(None),
+            Err(e) => Err(self.err("read the target of", shown)(e)),
         }
-        Err(self.err("resolve", shown)(io::Error::from_raw_os_error(
-            libc::ELOOP,
-        )))
     }
 
     /// Creates a mount point inside the rootfs (case 43): parents resolved
@@ -463,5 +427,34 @@ mod tests {
         assert_eq!(relative(&p(""), &p("usr/etc")), b"usr/etc");
         assert_eq!(relative(&p("a/b"), &p("a/b")), b".");
         assert_eq!(relative(&p("a/b/c"), &p("a/x")), b"../../x");
+    }
+
+    #[test]
+    fn symlinked_etc_files_take_their_in_root_target() {
+        use std::os::unix::fs::symlink;
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("hosts"), b"host file").unwrap();
+        let r = t.path().join("root");
+        std::fs::create_dir_all(r.join("etc")).unwrap();
+        std::fs::create_dir_all(r.join("run/systemd")).unwrap();
+        std::fs::write(r.join("run/systemd/resolv.conf"), b"nameserver 10.0.0.1\n").unwrap();
+        symlink("../../run", r.join("var")).unwrap();
+        // Through a symlinked directory, out of reach of `..`.
+        symlink("../../../var/systemd/resolv.conf", r.join("etc/resolv.conf")).unwrap();
+        // Absolute, to the host's file: no such in-root file.
+        symlink(t.path().join("hosts"), r.join("etc/hosts")).unwrap();
+        symlink("/run", r.join("etc/services")).unwrap();
+        let report = prepare(&r, &PrepOptions::default()).unwrap();
+        assert_eq!(report.files_replaced, ["/etc/resolv.conf", "/etc/hosts", "/etc/services"]);
+        assert_eq!(std::fs::read(r.join("etc/resolv.conf")).unwrap(), b"nameserver 10.0.0.1\n");
+        assert_eq!(std::fs::read(r.join("etc/hosts")).unwrap(), b"");
+        assert_eq!(std::fs::read(r.join("etc/services")).unwrap(), b"", "a directory gives an empty file");
+        assert_eq!(std::fs::read(t.path().join("hosts")).unwrap(), b"host file");
+
+        // A loop is refused, naming the file.
+        std::fs::remove_file(r.join("etc/hosts")).unwrap();
+        symlink("hosts", r.join("etc/hosts")).unwrap();
+        let err = prepare(&r, &PrepOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("resolve /etc/hosts"), "{err}");
     }
 }

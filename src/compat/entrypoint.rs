@@ -3,13 +3,13 @@
 
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{DEFAULT_PATH, Incompatible};
 use crate::diag::Silent;
 use crate::elf::{self, ElfInfo, ElfScan};
-use crate::ldso::{Loader, resolve_in_root};
+use crate::ldso::Loader;
+use crate::rootfs::{self, Resolved};
 use crate::libmatch::{Action, MatchPlan};
 use crate::platform::{LibsInventory, Platform};
 
@@ -72,16 +72,17 @@ fn locate(
     env_path: Option<&str>,
     depth: usize,
 ) -> Result<Located, Incompatible> {
-    let (path, real) = find(root, arg0, env_path)?;
+    let (path, found) = find(root, arg0, env_path)?;
+    let real = found.path();
     let host = host(root, &real);
-    let meta = std::fs::metadata(&host).map_err(|source| Incompatible::Read {
+    let st = found.stat().map_err(|source| Incompatible::Read {
         path: real.clone(),
         source,
     })?;
-    if meta.is_dir() {
+    if found.is_dir() {
         return Err(Incompatible::IsDirectory { path });
     }
-    let mode = meta.permissions().mode();
+    let mode = st.st_mode;
     if mode & 0o111 == 0 {
         return Err(Incompatible::NotExecutable {
             path,
@@ -96,7 +97,7 @@ fn locate(
             elf: vec![real],
         });
     }
-    let Some((interp, arg)) = shebang(&host).map_err(|source| Incompatible::Read {
+    let Some((interp, arg)) = found.open_file().and_then(shebang).map_err(|source| Incompatible::Read {
         path: real.clone(),
         source,
     })?
@@ -129,8 +130,8 @@ fn locate(
     })
 }
 
-/// `(path as found, real path)` of a command.
-fn find(root: &Path, arg0: &str, env_path: Option<&str>) -> Result<(String, String), Incompatible> {
+/// `(path as found, what it resolves to)` of a command.
+fn find(root: &Path, arg0: &str, env_path: Option<&str>) -> Result<(String, Resolved), Incompatible> {
     if arg0.contains('/') {
         let path = if arg0.starts_with('/') {
             arg0.to_owned()
@@ -153,11 +154,10 @@ fn find(root: &Path, arg0: &str, env_path: Option<&str>) -> Result<(String, Stri
     for dir in search.split(':') {
         let dir = if dir.is_empty() { "/" } else { dir };
         let path = format!("{}/{arg0}", dir.trim_end_matches('/'));
-        if let Some(real) = existing_file(root, &path)
-            && std::fs::metadata(host(root, &real))
-                .is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+        if let Some(found) = existing_file(root, &path)
+            && found.stat().is_ok_and(|st| st.st_mode & 0o111 != 0)
         {
-            return Ok((path, real));
+            return Ok((path, found));
         }
     }
     let (alternatives, _) = alternatives(root, &format!("/{arg0}"));
@@ -169,10 +169,9 @@ fn find(root: &Path, arg0: &str, env_path: Option<&str>) -> Result<(String, Stri
     })
 }
 
-fn existing_file(root: &Path, path: &str) -> Option<String> {
-    let real = resolve_in_root(root, path).ok()?;
-    let meta = std::fs::symlink_metadata(host(root, &real)).ok()?;
-    (!meta.file_type().is_symlink()).then_some(real)
+/// What `path` resolves to inside the rootfs, when something is there.
+fn existing_file(root: &Path, path: &str) -> Option<Resolved> {
+    rootfs::Walker::new(root).ok()?.resolve(path.as_bytes()).ok()
 }
 
 fn host(root: &Path, real: &str) -> PathBuf {
@@ -190,8 +189,8 @@ fn alternatives(root: &Path, missing: &str) -> (Vec<String>, String) {
         if cand == missing {
             continue;
         }
-        if let Some(real) = existing_file(root, &cand)
-            && seen.insert(real)
+        if let Some(found) = existing_file(root, &cand)
+            && seen.insert(found.path())
         {
             out.push(cand);
         }
@@ -201,7 +200,7 @@ fn alternatives(root: &Path, missing: &str) -> (Vec<String>, String) {
     };
     let missing_dir = parent(missing);
     let first_dir = parent(first);
-    let link = if resolve_in_root(root, missing_dir).is_err() {
+    let link = if rootfs::resolve(root, missing_dir).is_err() {
         let target = if parent(missing_dir) == "/" {
             first_dir.trim_start_matches('/').to_owned()
         } else {
@@ -223,9 +222,8 @@ fn parent(path: &str) -> &str {
 }
 
 /// The interpreter and its optional argument from a `#!` line.
-fn shebang(path: &Path) -> std::io::Result<Option<(String, Option<String>)>> {
+fn shebang(mut f: std::fs::File) -> std::io::Result<Option<(String, Option<String>)>> {
     let mut buf = [0u8; 256];
-    let mut f = std::fs::File::open(path)?;
     let n = f.read(&mut buf)?;
     let head = &buf[..n];
     let Some(rest) = head.strip_prefix(b"#!") else {
@@ -276,7 +274,6 @@ pub fn check_entrypoint(
             });
         }
         result = Some(libraries(
-            rootfs,
             &mut loader,
             path,
             &info,
@@ -299,7 +296,6 @@ type Libs = (String, Option<String>, Vec<String>);
 
 /// What the ELF file at `path` loads, checked against the plan.
 fn libraries(
-    rootfs: &Path,
     loader: &mut Loader,
     path: &str,
     info: &ElfInfo,
@@ -319,7 +315,7 @@ fn libraries(
     let mount_dests: BTreeSet<String> = plan.mounts.iter().map(|m| m.destination.clone()).collect();
     let mut problems = Vec::new();
     if let Some(interp) = &info.interpreter {
-        let canon = crate::libmatch::canonical(rootfs, interp);
+        let canon = rootfs::canonical_with(|d| loader.resolve(d), interp);
         let present = closure
             .interpreter_found
             .as_ref()

@@ -2,8 +2,12 @@
 
 use std::path::Path;
 
-use super::{MAX_CONF_DEPTH, components, host_path, join, parent, resolve_in_root};
+use super::{MAX_CONF_DEPTH, components, join, parent};
 use crate::diag::{Diagnostics, Warning};
+use crate::rootfs::{self, Walker};
+
+/// An `ld.so.conf` file is a few lines; anything larger is not one.
+const MAX_CONF_FILE: u64 = 1 << 20;
 
 /// Reads one ld.so.conf file (in-root path), appending directories.
 pub(super) fn read_conf(
@@ -20,11 +24,11 @@ pub(super) fn read_conf(
         ));
         return;
     }
-    let Ok(real) = resolve_in_root(root, file) else {
+    let Ok(Some(bytes)) = Walker::new(root).and_then(|mut w| w.read_file(file.as_bytes(), MAX_CONF_FILE))
+    else {
         return;
     };
-    let Ok(text) = std::fs::read_to_string(host_path(root, &components(&real).collect::<Vec<_>>()))
-    else {
+    let Ok(text) = String::from_utf8(bytes) else {
         return;
     };
     for line in text.lines() {
@@ -90,17 +94,15 @@ fn glob_in_root(root: &Path, pattern: &str, diag: &dyn Diagnostics) -> Vec<Strin
             match &matcher {
                 None => next.push(join(base, &comp)),
                 Some(m) => {
-                    let Ok(dir) = resolve_in_root(root, base) else {
-                        continue;
-                    };
-                    let Ok(rd) =
-                        std::fs::read_dir(host_path(root, &components(&dir).collect::<Vec<_>>()))
+                    let Ok(names) = Walker::new(root)
+                        .and_then(|mut w| w.resolve(base.as_bytes()))
+                        .and_then(|dir| dir.list())
                     else {
                         continue;
                     };
-                    let mut names: Vec<String> = rd
-                        .filter_map(Result::ok)
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                    let mut names: Vec<String> = names
+                        .iter()
+                        .map(|n| n.to_string_lossy().into_owned())
                         .filter(|n| !n.starts_with('.') && m.is_match(n))
                         .collect();
                     names.sort();
@@ -110,6 +112,6 @@ fn glob_in_root(root: &Path, pattern: &str, diag: &dyn Diagnostics) -> Vec<Strin
         }
         current = next;
     }
-    current.retain(|p| resolve_in_root(root, p).is_ok());
+    current.retain(|p| rootfs::resolve(root, p).is_ok());
     current
 }

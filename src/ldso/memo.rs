@@ -4,7 +4,7 @@
 //! gconv module looks up `libc.so.6` through every search directory), and
 //! each answer is a `statx` per component. While the rootfs is only read,
 //! the answer for a path cannot change, so it is computed once: [`Memo`]
-//! sits on top of a resolver (today [`super::resolve_in_root`]) and keeps
+//! sits on top of a resolver ([`crate::rootfs::resolve`]) and keeps
 //! each path's result, the error included, keyed by the path as asked.
 //!
 //! The key is the whole path, not a prefix: the resolver's symlink budget
@@ -55,9 +55,9 @@ pub struct Memo {
 }
 
 impl Memo {
-    /// A memo over [`super::resolve_in_root`] for `root`.
+    /// A memo over [`crate::rootfs::resolve`] for `root`.
     pub fn new(root: &Path) -> Memo {
-        Memo::over(root, super::resolve_in_root)
+        Memo::over(root, crate::rootfs::resolve)
     }
 
     /// A memo over another resolver with the same contract.
@@ -111,7 +111,7 @@ impl Clone for Memo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ldso::resolve_in_root;
+    use crate::rootfs::resolve;
     use std::os::unix::fs::symlink;
 
     /// Hostile shapes: loops, `..` escapes, absolute links, dangling links,
@@ -201,7 +201,7 @@ mod tests {
                 PATHS.iter().rev().copied().collect()
             };
             for path in order {
-                let direct = resolve_in_root(r, path);
+                let direct = resolve(r, path);
                 let memoized = memo.resolve(path);
                 assert!(
                     same(&direct, &memoized),
@@ -243,7 +243,7 @@ mod tests {
             assert!(same(first, &memo.resolve(path)), "{path}");
             assert!(same(first, &clone.resolve(path)), "{path}");
         }
-        assert!(resolve_in_root(r, "/lib/abs").is_err());
+        assert!(resolve(r, "/lib/abs").is_err());
         assert_eq!(memo.resolve("/lib/abs").expect("kept"), "/usr/lib/x86_64-linux-gnu/libc.so.6");
     }
 }

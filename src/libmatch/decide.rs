@@ -265,7 +265,7 @@ impl<'d, 'r> Decider<'d, 'r> {
         };
         for d in &dirs {
             if let Ok(real) = self.ctx.loader.resolve(d)
-                && self.ctx.root.join(real.trim_start_matches('/')).is_dir()
+                && crate::rootfs::resolve_dir(self.ctx.root, &real).is_ok()
             {
                 return self.ctx.canonical(&format!("{real}/{name}"));
             }

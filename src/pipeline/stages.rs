@@ -390,8 +390,15 @@ pub(crate) fn load_app(
         }
     };
     // BundleGen removes the image's copy from the bundle in either case.
-    if std::fs::symlink_metadata(&in_image).is_ok() {
-        std::fs::remove_file(&in_image).map_err(|source| Error::Output { path: in_image.clone(), source })?;
+    // Unlinked through the root's descriptor: a symlink there is removed,
+    // never followed.
+    let removed = crate::rootfs::Walker::new(rootfs).and_then(|w| {
+        crate::rootfs::unlink_at(w.root().raw(), &crate::rootfs::cstr(IMAGE_APPMETADATA.as_bytes())?, 0)
+    });
+    match removed {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(source) => return Err(Error::Output { path: in_image, source }),
     }
     match opts.app_id {
         Some(id) => Ok(app.with_id(id)?),

@@ -28,7 +28,8 @@ use super::libs::{LibEntry, LibsInventory};
 use super::{PlatformError, parse};
 use crate::diag::{Diagnostics, Warning};
 use crate::elf::{self, ElfInfo, Kind};
-use crate::ldso::{Loader, resolve_in_root};
+use crate::ldso::Loader;
+use crate::rootfs;
 
 /// Inputs of [`init`].
 #[derive(Debug, Clone)]
@@ -199,7 +200,7 @@ fn check_name(name: &str) -> Result<(), PlatformError> {
 /// warning: a bundle would otherwise bind-mount files the device does not
 /// have. Other mount sources (sockets, runtime directories) are kept.
 fn drop_missing_libraries(platform: &mut Value, from: &Path, root: &Path, diag: &dyn Diagnostics) {
-    let missing = |path: Option<&str>| path.is_some_and(|p| p.starts_with('/') && resolve_in_root(root, p).is_err());
+    let missing = |path: Option<&str>| path.is_some_and(|p| p.starts_with('/') && rootfs::resolve(root, p).is_err());
     let is_lib = |path: Option<&str>| path.is_some_and(|p| p.rsplit('/').next().unwrap_or("").contains(".so"));
     let rules: [(&str, &str, bool); 4] = [
         ("/gpu/gfxLibs", "/src", false),
@@ -247,25 +248,15 @@ fn default_template(root: &Path) -> Value {
     })
 }
 
+/// `/etc/os-release` is a few lines; anything larger is not one.
+const MAX_OS_RELEASE: u64 = 1 << 20;
+
 fn os_release_version(root: &Path) -> Option<String> {
-    let real = resolve_in_root(root, "/etc/os-release").ok()?;
-    let text = std::fs::read_to_string(root.join(real.trim_start_matches('/'))).ok()?;
+    let bytes = rootfs::Walker::new(root).ok()?.read_file(b"/etc/os-release", MAX_OS_RELEASE).ok()??;
+    let text = String::from_utf8(bytes).ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("VERSION_ID="))
         .map(|v| v.trim_matches('"').to_owned())
-}
-
-/// In-root path with the directory part resolved and the file name kept
-/// (`/lib/x86_64-linux-gnu/libc.so.6` on merged-usr is
-/// `/usr/lib/x86_64-linux-gnu/libc.so.6`), so names and deps agree.
-fn canonical_dir(root: &Path, path: &str) -> String {
-    let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
-    let dir = if dir.is_empty() { "/" } else { dir };
-    match resolve_in_root(root, dir) {
-        Ok(d) if d == "/" => format!("/{file}"),
-        Ok(d) => format!("{d}/{file}"),
-        Err(_) => path.to_owned(),
-    }
 }
 
 /// The inventory: the shared libraries among the files `scan` read (the
@@ -289,11 +280,11 @@ fn inventory(loader: &mut Loader, scan: &elf::ElfScan, reference: &ElfInfo) -> L
         let mut unresolved = Vec::new();
         for need in &info.needed {
             match loader.find(need, path, &info, &[]) {
-                Some(found) => deps.push(canonical_dir(&root, &found.path)),
+                Some(found) => deps.push(rootfs::canonical(&root, &found.path)),
                 None => unresolved.push(need.clone()),
             }
         }
-        let name = canonical_dir(&root, path);
+        let name = rootfs::canonical(&root, path);
         libs.insert(
             name.clone(),
             LibEntry {

@@ -70,6 +70,16 @@ pub struct ExportSet {
 
 const EXPORTS_PREFIX: &str = "sha256-64:";
 const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/// Each byte's base64 value, or 0xff for a byte that is not base64.
+const BASE64_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 64 {
+        t[BASE64[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
 
 impl ExportSet {
     pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> ExportSet {
@@ -131,11 +141,11 @@ impl ExportSet {
         let mut bytes = Vec::with_capacity(body.len() * 3 / 4);
         let (mut acc, mut bits) = (0u32, 0u32);
         for c in body.bytes() {
-            let v = BASE64
-                .iter()
-                .position(|&b| b == c)
-                .ok_or_else(|| format!("{:?} is not a base64 character", char::from(c)))?;
-            acc = (acc << 6) | v as u32;
+            let v = BASE64_VALUE[usize::from(c)];
+            if v == 0xff {
+                return Err(format!("{:?} is not a base64 character", char::from(c)));
+            }
+            acc = (acc << 6) | u32::from(v);
             bits += 6;
             if bits >= 8 {
                 bits -= 8;

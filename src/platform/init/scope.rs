@@ -29,7 +29,8 @@ use serde_json::Value;
 
 use crate::diag::{Diagnostics, Progress, Warning};
 use crate::elf::{self, ElfInfo, ElfScan};
-use crate::ldso::{Loader, resolve_in_root};
+use crate::ldso::Loader;
+use crate::rootfs;
 
 /// How the progress step under which `platform init` reads the library
 /// files starts (the directories follow); its `total` is the number of
@@ -47,9 +48,7 @@ pub(super) fn loader_dirs(loader: &Loader, reference: &ElfInfo) -> Vec<String> {
     let root = loader.root();
     let mut dirs: BTreeSet<String> = BTreeSet::new();
     for d in loader.system_dirs(reference) {
-        if let Ok(real) = resolve_in_root(root, &d)
-            && is_dir(root, &real)
-        {
+        if let Ok(real) = rootfs::resolve_dir(root, &d) {
             dirs.insert(real);
         }
     }
@@ -92,10 +91,10 @@ pub(super) fn read(
         walk(root, dir, device, true, &mut found, diag);
     }
     for f in files {
-        if let Ok(real) = resolve_in_root(root, f)
-            && std::fs::metadata(host(root, &real)).is_ok_and(|m| m.is_file())
+        if let Ok(found_file) = rootfs::Walker::new(root).and_then(|mut w| w.resolve(f.as_bytes()))
+            && found_file.stat().is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
         {
-            found.files.insert(real);
+            found.files.insert(found_file.path());
         }
     }
     let step = format!("{READ_STEP} {}", dirs.join(", "));
@@ -108,7 +107,7 @@ pub(super) fn loader_candidates(root: &Path, diag: &dyn Diagnostics) -> io::Resu
     let device = std::fs::metadata(root)?.dev();
     let mut found = Found::default();
     for dir in LOADER_SEARCH {
-        let Ok(real) = resolve_in_root(root, dir) else {
+        let Ok(real) = rootfs::resolve(root, dir) else {
             continue;
         };
         walk(root, &real, device, false, &mut found, diag);
@@ -230,10 +229,6 @@ impl Diagnostics for Once<'_> {
     fn progress(&self, event: Progress) {
         self.inner.progress(event);
     }
-}
-
-fn is_dir(root: &Path, in_root: &str) -> bool {
-    std::fs::metadata(host(root, in_root)).is_ok_and(|m| m.is_dir())
 }
 
 /// Whether in-root path `p` is `dir` or below it.
