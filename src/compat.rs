@@ -27,7 +27,7 @@ use crate::platform::Platform;
 
 mod entrypoint;
 
-pub use entrypoint::{EntrypointInfo, Located, check_entrypoint, locate_command};
+pub use entrypoint::{EntrypointInfo, Located, check_entrypoint, entrypoint_roots, locate_command};
 
 /// `PATH` when the image sets none (what Docker and runc use).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

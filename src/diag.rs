@@ -101,3 +101,14 @@ impl Diagnostics for Tee<'_> {
         self.inner.progress(event);
     }
 }
+
+/// An error and each of its causes, outermost first.
+pub fn causes<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = String> + 'a {
+    std::iter::successors(Some(e), |e| e.source()).map(ToString::to_string)
+}
+
+/// An error and its causes on one line, `error: cause: cause`, as messages
+/// that are not printed by the binary (reports, logs) show them.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    causes(e).collect::<Vec<_>>().join(": ")
+}

@@ -268,7 +268,7 @@ pub fn read_files(
                 Err(e) => {
                     diag.warning(Warning::new(
                         rel.clone(),
-                        format!("skipped: {}", crate::error::chain(&e)),
+                        format!("skipped: {}", crate::diag::chain(&e)),
                     ));
                     None
                 }

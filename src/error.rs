@@ -121,15 +121,4 @@ impl Error {
     }
 }
 
-/// An error and its causes on one line, `error: cause: cause`, as messages
-/// that are not printed by the binary (reports, logs) show them.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
-}
+pub use crate::diag::chain;

@@ -32,7 +32,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::bundle::LibMount;
 use crate::diag::{Collected, Diagnostics, Warning};
 use crate::elf::ElfScan;
 use crate::ldso::Loader;
@@ -234,6 +233,29 @@ impl LibMatchError {
     }
 }
 
+/// A device file bind-mounted read-only into the container in place of the
+/// image's own copy (a library the device already has, a GPU library).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct LibMount {
+    /// Absolute path on the device.
+    pub source: String,
+    /// Absolute path inside the container.
+    pub destination: String,
+}
+
+/// The app's entrypoint as the caller located it in the rootfs (see
+/// `compat::entrypoint_roots`): the ELF files the kernel executes to run it
+/// (the program, or the interpreters of its scripts), or why it could not
+/// be located. Those files are roots of the dependency walk; an entrypoint
+/// that cannot be located is only a warning here (the entrypoint check
+/// refuses the app).
+#[derive(Debug, Clone)]
+pub struct Entrypoint {
+    /// The command as written (`argv[0]`).
+    pub command: String,
+    pub elf: Result<Vec<String>, String>,
+}
+
 /// Decides, for the flattened rootfs at `rootfs` (scanned as `scan`), which
 /// libraries come from the device and which are pruned. Reads the rootfs,
 /// never writes it: [`apply`] does the removals. `inventory` defaults to
@@ -243,7 +265,7 @@ pub fn plan(
     scan: &ElfScan,
     platform: &Platform,
     inventory: Option<&LibsInventory>,
-    entrypoint: Option<&str>,
+    entrypoint: Option<&Entrypoint>,
     options: &MatchOptions,
     diag: &dyn Diagnostics,
 ) -> Result<MatchPlan, LibMatchError> {
@@ -261,7 +283,7 @@ pub fn plan_with(
     scan: &ElfScan,
     platform: &Platform,
     inventory: Option<&LibsInventory>,
-    entrypoint: Option<&str>,
+    entrypoint: Option<&Entrypoint>,
     options: &MatchOptions,
     diag: &dyn Diagnostics,
 ) -> Result<MatchPlan, LibMatchError> {

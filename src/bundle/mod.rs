@@ -9,12 +9,5 @@ pub mod plugins;
 pub mod validate;
 pub mod prep;
 
-/// A device file bind-mounted read-only into the container in place of the
-/// image's own copy (a library the device already has, a GPU library).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-pub struct LibMount {
-    /// Absolute path on the device.
-    pub source: String,
-    /// Absolute path inside the container.
-    pub destination: String,
-}
+/// Library matching's output, which `config.json`'s mounts take.
+pub use crate::libmatch::LibMount;

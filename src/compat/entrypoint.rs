@@ -54,6 +54,16 @@ pub struct EntrypointInfo {
     pub libraries: Vec<String>,
 }
 
+/// The entrypoint as library matching takes it: the ELF files executed to
+/// run `command` (found as [`locate_command`] finds it), or why it cannot
+/// be located.
+pub fn entrypoint_roots(root: &Path, command: &str, env_path: Option<&str>) -> crate::libmatch::Entrypoint {
+    crate::libmatch::Entrypoint {
+        command: command.to_owned(),
+        elf: locate_command(root, command, env_path).map(|l| l.elf).map_err(|e| e.to_string()),
+    }
+}
+
 /// Resolves `arg0` in the rootfs as `execvp` in the container would: a
 /// name with `/` is a path (relative to `/`), a bare name is looked up in
 /// `env_path` (default [`DEFAULT_PATH`]). Scripts are followed to their

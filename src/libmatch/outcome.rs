@@ -8,7 +8,7 @@ use super::decide::{Cand, Decider, Verdict};
 use super::device::is_glibc_family;
 use super::walk::in_loader_dir;
 use super::{Action, Decision, Evidence, MatchPlan, file_name, sorted};
-use crate::bundle::LibMount;
+use super::LibMount;
 use crate::diag::Warning;
 
 impl Decider<'_, '_> {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::prune::KeepSet;
-use super::{Ctx, file_name};
+use super::{Ctx, Entrypoint, file_name};
 use crate::diag::{Diagnostics, Warning};
 use crate::elf::{Class, ElfInfo, Kind};
 
@@ -55,7 +55,7 @@ pub(super) fn reach(
     ctx: &mut Ctx<'_>,
     keep: &KeepSet,
     named: &BTreeMap<String, Vec<String>>,
-    entrypoint: Option<&str>,
+    entrypoint: Option<&Entrypoint>,
     diag: &dyn Diagnostics,
 ) -> Reach {
     let (roots, kept) = roots(ctx, keep, named, entrypoint, diag);
@@ -188,15 +188,15 @@ fn roots(
     ctx: &mut Ctx<'_>,
     keep: &KeepSet,
     named: &BTreeMap<String, Vec<String>>,
-    entrypoint: Option<&str>,
+    entrypoint: Option<&Entrypoint>,
     diag: &dyn Diagnostics,
 ) -> (BTreeSet<String>, BTreeMap<String, Arc<ElfInfo>>) {
     let mut roots = BTreeSet::new();
     let mut kept = BTreeMap::new();
     if let Some(ep) = entrypoint {
-        match crate::compat::locate_command(ctx.root, ep, None) {
-            Ok(located) => roots.extend(located.elf),
-            Err(e) => diag.warning(Warning::new(ep, format!("entrypoint not analysed: {e}"))),
+        match &ep.elf {
+            Ok(elf) => roots.extend(elf.iter().cloned()),
+            Err(e) => diag.warning(Warning::new(ep.command.as_str(), format!("entrypoint not analysed: {e}"))),
         }
     }
     let mut dirs: HashMap<(Class, u16), BTreeSet<String>> = HashMap::new();

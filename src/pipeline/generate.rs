@@ -260,7 +260,7 @@ pub fn generate(req: &Request, diag: &dyn Diagnostics) -> Result<Generated, Erro
                         bundle: None,
                         archive: None,
                         report: None,
-                        error: Some(chain_lines(e.as_ref())),
+                        error: Some(crate::diag::causes(e.as_ref()).collect()),
                     }
                 }
             })
@@ -296,16 +296,6 @@ fn write_report(path: &Path, value: &impl Serialize) -> Result<PathBuf, Error> {
     Ok(path.to_owned())
 }
 
-/// An error and its causes, one line each.
-pub fn chain_lines(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
-    let mut out = vec![e.to_string()];
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push(c.to_string());
-        cause = c.source();
-    }
-    out
-}
 
 /// Several platforms: each name becomes a directory in OUTPUTDIR, so it
 /// must be a plain file name, and given once.

@@ -258,10 +258,12 @@ pub(crate) fn finish(
     let rootfs = staging.path().join("rootfs");
     let command = command_of(image);
     let matching = MatchOptions { graphics: app.graphics, ..opts.matching.clone() };
-    let entry = command.first().map(String::as_str);
+    // Located with the image's PATH, as the entrypoint check below and the
+    // container do.
+    let entry = command.first().map(|c| compat::entrypoint_roots(&rootfs, c, path_env(image).as_deref()));
     let plan = match model {
-        Some(model) => libmatch::plan_with(model, scan, platform, platform.libs.as_ref(), entry, &matching, &diag)?,
-        None => libmatch::plan(&rootfs, scan, platform, platform.libs.as_ref(), entry, &matching, &diag)?,
+        Some(model) => libmatch::plan_with(model, scan, platform, platform.libs.as_ref(), entry.as_ref(), &matching, &diag)?,
+        None => libmatch::plan(&rootfs, scan, platform, platform.libs.as_ref(), entry.as_ref(), &matching, &diag)?,
     };
     let entrypoint = compat::check_entrypoint(&rootfs, &command, path_env(image).as_deref(), platform, scan, &plan, platform.libs.as_ref())
         .map_err(|e| match &flattened.stats.replaced_dirlinks {

@@ -324,7 +324,7 @@ pub(crate) fn run(fx: &Fixture, p: &Platform, options: &MatchOptions) -> MatchPl
         &scan,
         p,
         None,
-        Some("/usr/bin/app"),
+        Some(&bundlegen::compat::entrypoint_roots(&fx.root, "/usr/bin/app", None)),
         options,
         &Silent,
     )

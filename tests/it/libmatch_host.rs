@@ -166,7 +166,7 @@ fn issue_11_real_libzstd_whose_device_copy_lacks_a_symbol_libcurl_uses_stays_in_
         &scan,
         &p,
         None,
-        Some(curl),
+        Some(&bundlegen::compat::entrypoint_roots(&image_root, curl, None)),
         &MatchOptions::default(),
         &Silent,
     )
@@ -239,7 +239,7 @@ fn real_curl_takes_glibc_and_matching_libraries_from_a_device_built_from_this_ma
         &scan,
         &p,
         None,
-        Some(curl),
+        Some(&bundlegen::compat::entrypoint_roots(&image_root, curl, None)),
         &MatchOptions::default(),
         &diag,
     )
