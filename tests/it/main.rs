@@ -24,6 +24,7 @@ mod multi_platform;
 mod layout_edit;
 mod libmatch;
 mod libmatch_host;
+mod module_graph;
 mod platform;
 mod prop_umoci;
 mod serve;
