@@ -29,6 +29,8 @@ pub enum RequestError {
     PlatformName { name: String },
     #[error("platform {name} is given twice\nhelp: name each platform once")]
     PlatformTwice { name: String },
+    #[error("--from {name}: built-in platforms cannot be used as a base\nhelp: pass a template file")]
+    BuiltinBase { name: String },
 }
 
 /// How a failure should be reported, following BundleGen's exit codes.

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use bundlegen::image::{OpenImage, ResolvedImage, Selector};
+use bundlegen::image::Selector;
 use bundlegen::layers::{FlattenOptions, Limits};
 
 #[derive(Debug, Args)]
@@ -25,9 +25,9 @@ pub struct ImageArgs {
 }
 
 impl ImageArgs {
-    pub fn open(&self, creds: Option<String>) -> Result<(OpenImage, ResolvedImage), bundlegen::error::Error> {
-        let selector = Selector { tag: None, arch: self.arch.clone(), variant: self.variant.clone(), os: self.os.clone() };
-        Ok(bundlegen::image::open_and_resolve(&self.image, selector, creds)?)
+    /// The image asked for (the reference's tag is added when it is opened).
+    pub fn selector(&self) -> Selector {
+        Selector { tag: None, arch: self.arch.clone(), variant: self.variant.clone(), os: self.os.clone() }
     }
 }
 

@@ -1,6 +1,8 @@
 use clap::Args;
 use serde_json::json;
 
+use bundlegen::pipeline::inspect::Inspection;
+
 use super::image_args::ImageArgs;
 
 #[derive(Debug, Args)]
@@ -13,10 +15,7 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
-    let (source, image) = args.image.open(None)?;
-    let mut tags: Vec<String> = source.manifests()?.into_iter().filter_map(|c| c.tag).collect();
-    tags.sort();
-    tags.dedup();
+    let Inspection { image, tags } = bundlegen::pipeline::inspect::inspect(&args.image.image, args.image.selector())?;
     let cfg = image.config.config.clone().unwrap_or_default();
     if args.json {
         let layers: Vec<_> = image

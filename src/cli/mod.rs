@@ -125,21 +125,6 @@ impl Failure {
     }
 }
 
-/// Each `-s` directory must exist: a mistyped one would otherwise be
-/// searched silently and the platform reported missing, or found elsewhere.
-fn check_search_paths(dirs: &[std::path::PathBuf]) -> Result<(), Failure> {
-    for dir in dirs {
-        if !dir.is_dir() {
-            let what = if dir.exists() { "is not a directory" } else { "does not exist" };
-            return Err(Failure::BadInput(anyhow::anyhow!(
-                "-s {}: the template search directory {what}\nhelp: pass the directory holding the platform templates",
-                dir.display()
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// The path of an "already exists" output error anywhere in `e`.
 fn existing_output(e: &anyhow::Error) -> Option<std::path::PathBuf> {
     use bundlegen::bundle::ocidir::OciDirError;

@@ -1,11 +1,11 @@
 //! `bundlegen platform list|show|validate|init`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use bundlegen::diag::Diagnostics;
-use bundlegen::platform::{self, InitOptions, LibsInventory, LoadOptions, Location, PlatformError};
+use bundlegen::pipeline::{self, platform::InitRequest};
+use bundlegen::platform::{self, LoadOptions, PlatformError};
 use clap::{Args, Subcommand};
 
 use super::Failure;
@@ -99,10 +99,7 @@ fn bad(e: PlatformError) -> Failure {
 
 pub fn run(args: &PlatformArgs, diag: &dyn Diagnostics) -> Result<(), Failure> {
     if let PlatformCommand::List { search, .. } | PlatformCommand::Show { search, .. } = &args.command {
-        super::check_search_paths(&search.searchpath)?;
-    }
-    if let PlatformCommand::Init(a) = &args.command {
-        super::check_search_paths(&a.search.searchpath)?;
+        pipeline::check_search_paths(&search.searchpath).map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
     }
     match &args.command {
         PlatformCommand::List { search, json } => list(&search.options(), *json),
@@ -141,15 +138,7 @@ fn list(opts: &LoadOptions, json: bool) -> Result<(), Failure> {
 fn validate(files: &[PathBuf], strict: bool, diag: &dyn Diagnostics) -> Result<(), Failure> {
     let mut failed = 0;
     for f in files {
-        let is_libs = f
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().ends_with("_libs.json"));
-        let result = if is_libs {
-            LibsInventory::load(f).map(|_| ())
-        } else {
-            platform::validate_file(f, strict, diag).map(|_| ())
-        };
-        match result {
+        match pipeline::platform::validate_file(f, strict, diag) {
             Ok(()) => println!("ok: {}", f.display()),
             Err(e) => {
                 failed += 1;
@@ -167,37 +156,22 @@ fn validate(files: &[PathBuf], strict: bool, diag: &dyn Diagnostics) -> Result<(
 }
 
 fn init(a: &InitArgs, diag: &dyn Diagnostics) -> Result<(), Failure> {
-    let from = match &a.from {
-        None => None,
-        Some(name) => {
-            match platform::locate(name, &a.search.options().search_paths).map_err(bad)? {
-                Location::File(p) => Some(p),
-                Location::Builtin(n) => {
-                    return Err(Failure::BadInput(anyhow::anyhow!(
-                        "--from {n}: built-in platforms cannot be used as a base\nhelp: pass a template file"
-                    )));
-                }
-            }
-        }
-    };
-    let opts = InitOptions {
+    let request = InitRequest {
         rootfs: a.rootfs.clone(),
         name: a.name.clone(),
         manifest: a.manifest.clone(),
         pkgdata: a.pkgdata.clone(),
-        from,
+        from: a.from.clone(),
+        search_paths: a.search.searchpath.clone(),
+        output: a.output.clone(),
     };
     let counted = CountRead::new(diag);
-    let (template, libs) = platform::init(&opts, &counted).map_err(bad)?;
-    let json_path = a.output.join(format!("{}.json", a.name));
-    let libs_path = a.output.join(format!("{}_libs.json", a.name));
-    write_atomic(&json_path, &pretty(&template)).map_err(Failure::Processing)?;
-    write_atomic(&libs_path, &libs.to_json()).map_err(Failure::Processing)?;
+    let done = pipeline::platform::init(&request, &counted).map_err(Failure::from)?;
     eprintln!(
         "wrote {} and {} ({} libraries; {} files read under the loader's directories)",
-        json_path.display(),
-        libs_path.display(),
-        libs.libs.len(),
+        done.template.display(),
+        done.libs.display(),
+        done.libraries,
         counted.files.load(std::sync::atomic::Ordering::Relaxed)
     );
     Ok(())
@@ -239,16 +213,7 @@ impl Diagnostics for CountRead<'_> {
     }
 }
 
-/// JSON with BundleGen's 4-space indentation and a final newline.
-pub(crate) fn pretty<T: serde::Serialize>(value: &T) -> String {
-    let mut out = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    // Serializing plain data into a Vec cannot fail.
-    let _ = value.serialize(&mut ser);
-    out.push(b'\n');
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub(crate) use bundlegen::pipeline::platform::pretty;
 
 pub(crate) fn print_out(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
@@ -259,23 +224,4 @@ pub(crate) fn print_out(text: &str) -> Result<(), Failure> {
             anyhow::Error::new(e).context("cannot write to stdout"),
         )),
     }
-}
-
-/// Writes beside the destination, then renames over it.
-fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(text.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .with_context(|| format!("cannot set permissions on {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }

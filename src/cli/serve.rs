@@ -2,16 +2,13 @@
 //! (`bundlegen-rabbitmq start`).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::Failure;
 use super::image_args::parse_bytes;
-use bundlegen::serve::log::Log;
-use bundlegen::serve::settings::find_dotenv;
-use bundlegen::serve::{self, Options, ServeError, Settings, Vars};
+use bundlegen::serve::{self, ServeError};
 
 pub const SETTINGS: &str = "\
 Settings (environment, or a .env file for what the environment does not set):
@@ -69,26 +66,18 @@ pub struct ServeArgs {
 
 /// `debug`: the global `-v` was given; debug events are logged too.
 pub fn run(args: ServeArgs, debug: bool) -> Result<(), Failure> {
-    let dotenv = match &args.env_file {
-        Some(path) => Some(path.clone()),
-        None => std::env::current_dir().ok().and_then(|d| find_dotenv(&d)),
-    };
-    let vars = Vars::load(dotenv.as_deref()).map_err(|e| Failure::BadInput(e.into()))?;
-    let settings = Settings::from_vars(&vars).map_err(|e| Failure::BadInput(e.into()))?;
-    let exe = std::env::current_exe().map_err(|e| {
-        Failure::Processing(anyhow::Error::new(e).context("cannot find the bundlegen executable"))
-    })?;
-    let opts = Options {
+    let request = serve::Request {
+        env_file: args.env_file,
         queue: args.queue,
-        jobs: serve::memory_bounded_jobs(args.jobs.max(1), args.job_memory),
+        jobs: args.jobs,
+        job_memory: args.job_memory,
         time_limit: args.time_limit,
         stop_timeout: args.stop_timeout,
         max_reconnects: args.max_reconnects,
-        exe,
         threads: args.threads,
+        debug,
     };
-    let log = Arc::new(Log::new(Box::new(std::io::stderr()), debug));
-    serve::run(&settings, &opts, log).map_err(|e| match e {
+    serve::start(&request).map_err(|e| match e {
         ServeError::Settings(_) => Failure::BadInput(e.into()),
         other => Failure::Processing(other.into()),
     })

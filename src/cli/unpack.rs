@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
+use bundlegen::pipeline::unpack::{self, Request, Unpacked};
 use clap::Args;
 
 use super::Console;
@@ -27,11 +27,17 @@ pub struct UnpackArgs {
 
 pub fn run(args: UnpackArgs, console: &Console) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (source, image) = args.image.open(None)?;
-    let options = args.flatten.options();
-    let done = bundlegen::pipeline::unpack::unpack(&source, &image, &args.rootfs, args.force, &options, console)
-        .map_err(|e| super::explain_vanished(&args.rootfs, e.into()))?;
-    let s = &done.stats;
+    let request = Request {
+        image: args.image.image.clone(),
+        selector: args.image.selector(),
+        rootfs: args.rootfs.clone(),
+        overwrite: args.force,
+        flatten: args.flatten.options(),
+        metadata_out: args.metadata_out.clone(),
+    };
+    let Unpacked { image, flattened, metadata } =
+        unpack::run(&request, console).map_err(|e| super::explain_vanished(&args.rootfs, e.into()))?;
+    let s = &flattened.stats;
     console.note(&format!(
         "unpacked {} ({}, {} layers, {} entries, {} MiB) into {} in {:.2}s",
         image.name,
@@ -42,17 +48,11 @@ pub fn run(args: UnpackArgs, console: &Console) -> anyhow::Result<()> {
         args.rootfs.display(),
         started.elapsed().as_secs_f64()
     ));
-    if !done.recorded.is_empty() {
-        match &args.metadata_out {
-            Some(path) => {
-                let json = serde_json::to_vec_pretty(&done.recorded).context("cannot encode the recorded metadata")?;
-                bundlegen::staging::StagedFile::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            None => console.note(&format!(
-                "note: ownership, device nodes or xattrs of {} entries could not be applied (not root); use --metadata-out FILE to save them",
-                done.recorded.len()
-            )),
-        }
+    if !flattened.recorded.is_empty() && metadata.is_none() {
+        console.note(&format!(
+            "note: ownership, device nodes or xattrs of {} entries could not be applied (not root); use --metadata-out FILE to save them",
+            flattened.recorded.len()
+        ));
     }
     Ok(())
 }

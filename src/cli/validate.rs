@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{Console, Failure};
-use bundlegen::bundle::validate;
-use bundlegen::platform::{self, LoadOptions};
+use bundlegen::pipeline;
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -26,14 +25,7 @@ pub struct ValidateArgs {
 }
 
 pub fn run(args: ValidateArgs, console: &Console) -> Result<(), Failure> {
-    let platform = match &args.platform {
-        Some(name) => {
-            let load = LoadOptions { search_paths: args.searchpath.clone(), load_libs: true, ..LoadOptions::default() }.with_env_search_paths();
-            Some(platform::load(name, &load, console).map_err(|e| Failure::BadInput(e.into()))?)
-        }
-        None => None,
-    };
-    let result = validate::validate(&args.bundle, platform.as_ref(), console).map_err(|e| Failure::from(bundlegen::error::Error::from(e)))?;
+    let (result, platform) = pipeline::validate::validate(&args.bundle, args.platform.as_deref(), &args.searchpath, console).map_err(Failure::from)?;
     if args.json {
         let text = serde_json::to_string_pretty(&result).map_err(|e| Failure::Processing(e.into()))?;
         println!("{text}");

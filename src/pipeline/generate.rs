@@ -138,11 +138,7 @@ pub fn status_of(code: u8) -> &'static str {
 /// Generates what `req` asks for. Every input is read before the image is
 /// opened (which may mean a download).
 pub fn generate(req: &Request, diag: &dyn Diagnostics) -> Result<Generated, Error> {
-    for dir in &req.search_paths {
-        if !dir.is_dir() {
-            return Err(RequestError::SearchPath { dir: dir.clone(), exists: dir.exists() }.into());
-        }
-    }
+    super::check_search_paths(&req.search_paths)?;
     let ipk_env = match std::env::var("FILE_FORMAT_IPK") {
         Ok(v) => click_bool(&v).map_err(|reason| RequestError::Env { name: "FILE_FORMAT_IPK", value: v.clone(), reason })?,
         Err(_) => false,

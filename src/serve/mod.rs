@@ -71,6 +71,8 @@ pub enum ServeError {
     },
     #[error("cannot start the event loop")]
     Runtime(#[source] std::io::Error),
+    #[error("cannot find the bundlegen executable")]
+    Exe(#[source] std::io::Error),
     #[error(
         "gave up on the broker at {broker} after {attempts} failed connection attempts\nhelp: is RabbitMQ running there, and are RABBITMQ_USERNAME/RABBITMQ_PASSWORD right?"
     )]
@@ -101,6 +103,46 @@ pub struct Options {
     pub exe: PathBuf,
     /// `generate -j` per request (0: one thread per core).
     pub threads: usize,
+}
+
+/// What `bundlegen serve` is asked for on its command line.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The `.env` file; `None`: the nearest `.env` at or above the working
+    /// directory, if any.
+    pub env_file: Option<PathBuf>,
+    pub queue: String,
+    /// Requests at once, lowered to what the memory allows (`job_memory`
+    /// each, see [`memory_bounded_jobs`]).
+    pub jobs: usize,
+    pub job_memory: u64,
+    pub time_limit: Duration,
+    pub stop_timeout: Duration,
+    pub max_reconnects: Option<u32>,
+    pub threads: usize,
+    /// Log debug events too (the global `-v`).
+    pub debug: bool,
+}
+
+/// Reads the settings (the environment, then the `.env` file), and runs
+/// the worker with this executable for `generate` and JSON-line logs on
+/// standard error.
+pub fn start(req: &Request) -> Result<(), ServeError> {
+    let dotenv = req.env_file.clone().or_else(|| std::env::current_dir().ok().and_then(|d| settings::find_dotenv(&d)));
+    let vars = Vars::load(dotenv.as_deref())?;
+    let settings = Settings::from_vars(&vars)?;
+    let exe = std::env::current_exe().map_err(ServeError::Exe)?;
+    let opts = Options {
+        queue: req.queue.clone(),
+        jobs: memory_bounded_jobs(req.jobs.max(1), req.job_memory),
+        time_limit: req.time_limit,
+        stop_timeout: req.stop_timeout,
+        max_reconnects: req.max_reconnects,
+        exe,
+        threads: req.threads,
+    };
+    let log = Arc::new(Log::new(Box::new(std::io::stderr()), req.debug));
+    run(&settings, &opts, log)
 }
 
 /// Runs the worker until SIGTERM/SIGINT (then `Ok`) or until the broker is
