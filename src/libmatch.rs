@@ -269,7 +269,7 @@ pub fn plan(
     options: &MatchOptions,
     diag: &dyn Diagnostics,
 ) -> Result<MatchPlan, LibMatchError> {
-    check_root(rootfs)?;
+    // plan_with checks the root before anything is read from the model.
     let model = ImageModel::new(rootfs, scan);
     plan_with(&model, scan, platform, inventory, entrypoint, options, diag)
 }
