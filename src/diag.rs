@@ -80,6 +80,48 @@ impl Diagnostics for Collected {
     }
 }
 
+/// Holds warnings and progress in order, to pass on later
+/// ([`Buffered::replay`]): work done on several threads at once reports
+/// in a fixed order, whichever thread finished first.
+#[derive(Debug, Default)]
+pub struct Buffered {
+    events: Mutex<Vec<Event>>,
+}
+
+#[derive(Debug)]
+enum Event {
+    Warning(Warning),
+    Progress(Progress),
+}
+
+impl Buffered {
+    /// Passes everything held on to `to`, in the order it came.
+    pub fn replay(self, to: &dyn Diagnostics) {
+        let events = self.events.into_inner().unwrap_or_else(|e| e.into_inner());
+        for event in events {
+            match event {
+                Event::Warning(w) => to.warning(w),
+                Event::Progress(p) => to.progress(p),
+            }
+        }
+    }
+
+    fn push(&self, event: Event) {
+        if let Ok(mut events) = self.events.lock() {
+            events.push(event);
+        }
+    }
+}
+
+impl Diagnostics for Buffered {
+    fn warning(&self, warning: Warning) {
+        self.push(Event::Warning(warning));
+    }
+    fn progress(&self, event: Progress) {
+        self.push(Event::Progress(event));
+    }
+}
+
 /// Forwards to an inner receiver and also records warnings (for reports).
 pub struct Tee<'a> {
     pub inner: &'a dyn Diagnostics,
@@ -111,4 +153,20 @@ pub fn causes<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Ite
 /// that are not printed by the binary (reports, logs) show them.
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     causes(e).collect::<Vec<_>>().join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffered_events_are_replayed_in_their_order() {
+        let buffered = Buffered::default();
+        buffered.warning(Warning::new("a", "first"));
+        buffered.progress(Progress::Begin { step: "s".into(), total: None, unit: Unit::Items });
+        buffered.warning(Warning::new("b", "second"));
+        let to = Collected::default();
+        buffered.replay(&to);
+        assert_eq!(to.warnings(), [Warning::new("a", "first"), Warning::new("b", "second")]);
+    }
 }

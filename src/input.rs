@@ -169,6 +169,20 @@ pub fn load<T: DeserializeOwned>(
     from_bytes(kind, path, &read(kind, path)?, strict, diag)
 }
 
+/// [`load`] of a file whose unknown keys are allowed and ignored unseen
+/// (`_libs.json`, megabytes per platform): serde_json alone reads it, and
+/// the wrappers that name the key of an error run only when that fails, to
+/// give the same error [`load`] gives.
+pub fn load_lenient<T: DeserializeOwned>(kind: InputKind, path: &Path) -> Result<T, LoadError> {
+    let bytes = read(kind, path)?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+        && let Ok(out) = serde_json::from_slice(&bytes)
+    {
+        return Ok(out);
+    }
+    from_bytes(kind, path, &bytes, false, &crate::diag::Silent)
+}
+
 fn deserialize<'de, T, D>(
     kind: InputKind,
     path: &Path,

@@ -219,6 +219,13 @@ pub enum LibMatchError {
     IsDirectory { path: String, root: PathBuf },
     #[error("{path}: not a file path inside the rootfs")]
     BadPath { path: String },
+    #[error("{}: {library}: {}", file.as_ref().map_or_else(|| "the library inventory".to_owned(), |f| f.display().to_string()), crate::platform::libs::bad_exports_message(key, message))]
+    Exports {
+        file: Option<PathBuf>,
+        key: String,
+        library: String,
+        message: String,
+    },
 }
 
 impl LibMatchError {
@@ -229,6 +236,7 @@ impl LibMatchError {
             LibMatchError::KeepPattern { .. }
                 | LibMatchError::BadPath { .. }
                 | LibMatchError::IsDirectory { .. }
+                | LibMatchError::Exports { .. }
         )
     }
 }
@@ -316,6 +324,18 @@ pub fn plan_with(
     }
     let mut d = decide::Decider::new(&mut ctx, &device, options, platform, &reach, diag);
     d.run();
+    if let Some((library, message)) = d.bad_exports() {
+        let from_platform = inventory.is_some_and(|i| platform.libs.as_ref().is_some_and(|p| std::ptr::eq(i, p)));
+        return Err(LibMatchError::Exports {
+            file: if from_platform { platform.libs_path.clone() } else { None },
+            key: match inventory.and_then(|i| i.index_of(&library)) {
+                Some(i) => format!("libs[{i}].exports"),
+                None => format!("exports of {library}"),
+            },
+            library,
+            message,
+        });
+    }
     let reached = d.reached();
     let unreached = prune::prunable(d.ctx, &keep, &reached);
     d.finish(unreached);

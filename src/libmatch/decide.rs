@@ -10,7 +10,7 @@ use super::walk::Reach;
 use super::{Ctx, Evidence, MatchOptions, Mode, file_name, list};
 use crate::diag::{Diagnostics, Warning};
 use crate::elf::{DynSymbols, ElfInfo};
-use crate::platform::Platform;
+use crate::platform::{Exports, Platform};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Verdict {
@@ -98,6 +98,9 @@ pub(super) struct Decider<'d, 'r> {
     warned: BTreeSet<(String, String)>,
     /// Dynamic symbols of image files, read when first needed.
     symbols: RefCell<HashMap<String, Option<Arc<DynSymbols>>>>,
+    /// The first device library whose inventory `exports` did not decode,
+    /// and why.
+    bad_exports: RefCell<Option<(String, String)>>,
 }
 
 impl<'d, 'r> Decider<'d, 'r> {
@@ -120,6 +123,7 @@ impl<'d, 'r> Decider<'d, 'r> {
             pruned: Vec::new(),
             warned: BTreeSet::new(),
             symbols: RefCell::new(HashMap::new()),
+            bad_exports: RefCell::new(None),
         }
     }
 
@@ -139,6 +143,11 @@ impl<'d, 'r> Decider<'d, 'r> {
             }
         }
         self.drop_orphans();
+    }
+
+    /// The first device library whose `exports` did not decode, and why.
+    pub fn bad_exports(&self) -> Option<(String, String)> {
+        self.bad_exports.borrow().clone()
     }
 
     /// Everything the image side reached.
@@ -353,7 +362,18 @@ impl<'d, 'r> Decider<'d, 'r> {
         let keep = |why: String, evidence: Option<Evidence>| {
             (Verdict::Image(why), device.clone(), evidence)
         };
-        let Some(exports) = self.device.get(dev).and_then(|e| e.export_set()) else {
+        let exports = match self.device.get(dev).and_then(|e| e.exports.as_ref()).map(Exports::set) {
+            Some(Ok(set)) => Some(set),
+            Some(Err(message)) => {
+                // Stops the plan (plan_with): the inventory is damaged.
+                self.bad_exports
+                    .borrow_mut()
+                    .get_or_insert_with(|| (dev.to_owned(), message.to_owned()));
+                return keep(format!("the inventory's exports for {dev} cannot be read: {message}"), None);
+            }
+            None => None,
+        };
+        let Some(exports) = exports else {
             return keep(
                 format!(
                     "the image needs no symbol version from it, and the inventory records no exports for the device copy {dev} to compare symbols with (platform init records them; -m host takes the device copy anyway)"

@@ -159,7 +159,7 @@ pub fn generate(req: &Request, diag: &dyn Diagnostics) -> Result<Generated, Erro
         load_libs: true,
     }
     .with_env_search_paths();
-    let platforms = req.platforms.iter().map(|name| platform::load(name, &load, diag)).collect::<Result<Vec<_>, _>>()?;
+    let platforms = load_platforms(&req.platforms, &load, diag)?;
     if platforms.len() > 1 {
         check_platform_names(&platforms)?;
     }
@@ -264,6 +264,26 @@ pub fn generate(req: &Request, diag: &dyn Diagnostics) -> Result<Generated, Erro
         write_report(path, &serde_json::json!({ "platforms": entries }))?;
     }
     Ok(Generated::Several(results))
+}
+
+/// Loads the platforms (a `_libs.json` is megabytes of JSON) on the worker
+/// threads; warnings are shown in the request's order and loading stops
+/// at the first platform that fails, as one after the other would.
+fn load_platforms(names: &[String], load: &LoadOptions, diag: &dyn Diagnostics) -> Result<Vec<Platform>, Error> {
+    use rayon::prelude::*;
+    let loaded: Vec<_> = names
+        .par_iter()
+        .map(|name| {
+            let buffered = crate::diag::Buffered::default();
+            (platform::load(name, load, &buffered), buffered)
+        })
+        .collect();
+    let mut platforms = Vec::with_capacity(names.len());
+    for (result, buffered) in loaded {
+        buffered.replay(diag);
+        platforms.push(result?);
+    }
+    Ok(platforms)
 }
 
 /// The image for `platform`: its architecture picked from a multi-platform

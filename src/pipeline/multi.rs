@@ -14,16 +14,21 @@
 //! of the shared part (a broken layer, bad app metadata) fails every
 //! platform that needed it, with the same error.
 //!
-//! Platforms run one after the other: the shared part is done once, and
-//! the archive, the largest remaining cost, already uses every core. The
-//! memory in use is that of one platform at a time.
+//! The shared part is done once; then the platforms that share it run on
+//! the worker threads (`--threads`, one per CPU by default), so at most
+//! that many platforms are in memory at once. Their outputs do not depend
+//! on which ran first (each writes only its own staging directory), and
+//! their warnings are held and shown in the order the platforms were
+//! given. An archive's compression runs on its own threads as before.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::stages::{self as generate, Analysed, GenerateOptions, Report};
 use crate::bundle::shared_tree;
-use crate::diag::{Diagnostics, Progress, Tee, Warning};
+use rayon::prelude::*;
+
+use crate::diag::{Buffered, Diagnostics, Progress, Tee, Warning};
 use crate::error::Error;
 use crate::image::{OpenImage, ResolvedImage};
 use crate::layers;
@@ -98,9 +103,21 @@ pub fn generate_all(
                 }
             }
             Ok(shared) => {
-                for (i, tee, staging) in group {
-                    results[i] =
-                        Some(platform(&targets[i], &shared, tee, staging).map_err(Arc::new));
+                // The platforms of a group run on the worker threads; each
+                // holds its warnings until all are done, then they are shown
+                // in the targets' order.
+                let done: Vec<_> = group
+                    .into_par_iter()
+                    .map(|(i, tee, staging)| {
+                        let buffered = Buffered::default();
+                        let tee = Tee { inner: &buffered, record: tee.record };
+                        let result = platform(&targets[i], &shared, tee, staging);
+                        (i, result, buffered)
+                    })
+                    .collect();
+                for (i, result, buffered) in done {
+                    buffered.replay(&prefixed[i]);
+                    results[i] = Some(result.map_err(Arc::new));
                 }
             }
         }

@@ -62,7 +62,7 @@ pub fn init(req: &InitRequest, diag: &dyn Diagnostics) -> Result<Initialised, Er
 pub fn validate_file(path: &Path, strict: bool, diag: &dyn Diagnostics) -> Result<(), PlatformError> {
     let is_libs = path.file_name().is_some_and(|n| n.to_string_lossy().ends_with("_libs.json"));
     if is_libs {
-        LibsInventory::load(path).map(|_| ())
+        LibsInventory::load_checked(path).map(|_| ())
     } else {
         platform::validate_file(path, strict, diag).map(|_| ())
     }

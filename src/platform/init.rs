@@ -329,15 +329,14 @@ fn record_exports(
         })
         .collect();
     let files: BTreeSet<&String> = real.iter().flatten().collect();
-    let sets: BTreeMap<&String, Option<String>> = files
+    let sets: BTreeMap<&String, Option<super::libs::ExportSet>> = files
         .into_par_iter()
         .map(|f| {
             let full = root.join(f.trim_start_matches('/'));
             let set = match elf::read_symbols(&full) {
-                Ok(Some(syms)) => Some(
-                    super::libs::ExportSet::from_names(syms.exports.iter().map(String::as_str))
-                        .encode(),
-                ),
+                Ok(Some(syms)) => Some(super::libs::ExportSet::from_names(
+                    syms.exports.iter().map(String::as_str),
+                )),
                 Ok(None) => None,
                 Err(e) => {
                     diag.warning(Warning::new(
@@ -351,7 +350,7 @@ fn record_exports(
         })
         .collect();
     for (lib, real) in libs.libs.iter_mut().zip(&real) {
-        lib.exports = real.as_ref().and_then(|r| sets.get(r).cloned().flatten());
+        lib.exports = real.as_ref().and_then(|r| sets.get(r).cloned().flatten()).map(Into::into);
     }
 }
 

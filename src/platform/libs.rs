@@ -12,11 +12,11 @@
 //! `apiversions` and `deps`, so these files stay loadable by BundleGen.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
 use super::PlatformError;
-use crate::diag::Silent;
 use crate::input::{self, InputKind};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -35,19 +35,65 @@ pub struct LibEntry {
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unresolved: Vec<String>,
-    /// The dynamic symbols the library defines, encoded by
-    /// [`ExportSet::encode`]; `None` when not recorded.
+    /// The dynamic symbols the library defines; `None` when not recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exports: Option<String>,
+    pub exports: Option<Exports>,
 }
 
-impl LibEntry {
-    /// The decoded `exports`, if recorded. [`LibsInventory::load`] has
-    /// checked that it decodes.
-    pub fn export_set(&self) -> Option<ExportSet> {
-        self.exports
-            .as_deref()
-            .and_then(|t| ExportSet::decode(t).ok())
+/// What is wrong with an entry's `exports`, and what to do.
+pub fn bad_exports_message(key: &str, message: &str) -> String {
+    format!("{key}: {message}\nhelp: write the inventory again with bundlegen platform init, or remove the key")
+}
+
+/// An inventory entry's `exports`: [`ExportSet::encode`]'s text, decoded
+/// the first time it is asked for. An inventory holds megabytes of these
+/// and one app asks for a few, so they are not decoded when the inventory
+/// is read: a damaged one is an error when it is used ([`Exports::set`]),
+/// and `bundlegen platform validate` checks them all.
+#[derive(Debug, Clone)]
+pub struct Exports {
+    text: Box<str>,
+    set: OnceLock<Result<ExportSet, String>>,
+}
+
+impl Exports {
+    /// The decoded set, or what is wrong with the text.
+    pub fn set(&self) -> Result<&ExportSet, &str> {
+        self.set
+            .get_or_init(|| ExportSet::decode(&self.text))
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+impl From<ExportSet> for Exports {
+    fn from(set: ExportSet) -> Self {
+        Exports { text: set.encode().into(), set: OnceLock::from(Ok(set)) }
+    }
+}
+
+impl PartialEq for Exports {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Exports {}
+
+impl Serialize for Exports {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Exports {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(Exports { text: text.into(), set: OnceLock::new() })
     }
 }
 
@@ -134,48 +180,103 @@ impl ExportSet {
     }
 
     /// Parses [`ExportSet::encode`]'s form; the error says what is wrong.
+    ///
+    /// One pass: each group of four base64 characters gives three bytes,
+    /// which go straight into the LEB128 reader (inventories hold
+    /// megabytes of these, read once per platform).
     pub fn decode(text: &str) -> Result<ExportSet, String> {
         let body = text.strip_prefix(EXPORTS_PREFIX).ok_or_else(|| {
             format!("expected a symbol set starting with {EXPORTS_PREFIX:?} (written by bundlegen platform init)")
         })?;
-        let mut bytes = Vec::with_capacity(body.len() * 3 / 4);
-        let (mut acc, mut bits) = (0u32, 0u32);
-        for c in body.bytes() {
-            let v = BASE64_VALUE[usize::from(c)];
-            if v == 0xff {
-                return Err(format!("{:?} is not a base64 character", char::from(c)));
+        let body = body.as_bytes();
+        let bad = |group: &[u8]| {
+            let c = group.iter().find(|&&c| BASE64_VALUE[usize::from(c)] == 0xff);
+            format!("{:?} is not a base64 character", char::from(*c.unwrap_or(&b'?')))
+        };
+        // A difference of two sorted 64-bit hashes takes about 8 bytes.
+        let mut leb = Leb128::with_capacity(body.len() * 3 / 4 / 8 + 1);
+        let mut groups = body.chunks_exact(4);
+        for g in &mut groups {
+            let v = [
+                BASE64_VALUE[usize::from(g[0])],
+                BASE64_VALUE[usize::from(g[1])],
+                BASE64_VALUE[usize::from(g[2])],
+                BASE64_VALUE[usize::from(g[3])],
+            ];
+            if (v[0] | v[1] | v[2] | v[3]) & 0xc0 != 0 {
+                return Err(bad(g));
             }
-            acc = (acc << 6) | u32::from(v);
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                bytes.push((acc >> bits) as u8);
-                acc &= (1 << bits) - 1;
+            let n = (u32::from(v[0]) << 18) | (u32::from(v[1]) << 12) | (u32::from(v[2]) << 6) | u32::from(v[3]);
+            leb.push((n >> 16) as u8)?;
+            leb.push((n >> 8) as u8)?;
+            leb.push(n as u8)?;
+        }
+        // encode ends with two or three characters for one or two bytes.
+        let tail = groups.remainder();
+        if !tail.is_empty() {
+            if tail.iter().any(|&c| BASE64_VALUE[usize::from(c)] == 0xff) {
+                return Err(bad(tail));
+            }
+            if tail.len() == 1 {
+                return Err("truncated: a lone base64 character at the end".into());
+            }
+            let mut n = 0u32;
+            for &c in tail {
+                n = (n << 6) | u32::from(BASE64_VALUE[usize::from(c)]);
+            }
+            n <<= 6 * (4 - tail.len() as u32);
+            leb.push((n >> 16) as u8)?;
+            if tail.len() == 3 {
+                leb.push((n >> 8) as u8)?;
             }
         }
-        let mut hashes = Vec::new();
-        let (mut prev, mut d, mut shift) = (0u64, 0u64, 0u32);
-        for (i, &b) in bytes.iter().enumerate() {
-            if shift > 63 || (shift == 63 && b & 0x7e != 0) {
-                return Err(format!("number too large at byte {i}"));
-            }
-            d |= u64::from(b & 0x7f) << shift;
-            shift += 7;
-            if b & 0x80 == 0 {
-                if d == 0 && !hashes.is_empty() {
-                    return Err(format!("repeated symbol at byte {i}"));
-                }
-                prev = prev
-                    .checked_add(d)
-                    .ok_or_else(|| format!("hash overflows at byte {i}"))?;
-                hashes.push(prev);
-                (d, shift) = (0, 0);
-            }
+        leb.finish()
+    }
+}
+
+/// Reads the sorted hashes back from their LEB128 differences.
+struct Leb128 {
+    hashes: Vec<u64>,
+    prev: u64,
+    d: u64,
+    shift: u32,
+    /// Bytes read so far, for the error messages.
+    at: usize,
+}
+
+impl Leb128 {
+    fn with_capacity(n: usize) -> Self {
+        Leb128 { hashes: Vec::with_capacity(n), prev: 0, d: 0, shift: 0, at: 0 }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, b: u8) -> Result<(), String> {
+        let i = self.at;
+        self.at += 1;
+        if self.shift > 63 || (self.shift == 63 && b & 0x7e != 0) {
+            return Err(format!("number too large at byte {i}"));
         }
-        if shift != 0 {
+        self.d |= u64::from(b & 0x7f) << self.shift;
+        self.shift += 7;
+        if b & 0x80 == 0 {
+            if self.d == 0 && !self.hashes.is_empty() {
+                return Err(format!("repeated symbol at byte {i}"));
+            }
+            self.prev = self
+                .prev
+                .checked_add(self.d)
+                .ok_or_else(|| format!("hash overflows at byte {i}"))?;
+            self.hashes.push(self.prev);
+            (self.d, self.shift) = (0, 0);
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<ExportSet, String> {
+        if self.shift != 0 {
             return Err("truncated: the last number is incomplete".into());
         }
-        Ok(ExportSet { hashes })
+        Ok(ExportSet { hashes: self.hashes })
     }
 }
 
@@ -192,7 +293,7 @@ impl LibsInventory {
     /// Reads an inventory file.
     pub fn load(path: &Path) -> Result<LibsInventory, PlatformError> {
         // Extra keys are allowed, as in BundleGen's schema: ignored unseen.
-        let inventory: LibsInventory = input::load(InputKind::Platform, path, false, &Silent)?;
+        let inventory: LibsInventory = input::load_lenient(InputKind::Platform, path)?;
         inventory.check_paths(path)?;
         Ok(inventory)
     }
@@ -210,16 +311,6 @@ impl LibsInventory {
             if !super::model::abs_path(&lib.name) {
                 return Err(bad(format!("libs[{i}].name"), &lib.name));
             }
-            if let Some(text) = &lib.exports
-                && let Err(message) = ExportSet::decode(text)
-            {
-                return Err(PlatformError::Init {
-                    path: path.to_owned(),
-                    message: format!(
-                        "libs[{i}].exports: {message}\nhelp: write the inventory again with bundlegen platform init, or remove the key"
-                    ),
-                });
-            }
             if let Some((j, dep)) = lib
                 .deps
                 .iter()
@@ -230,6 +321,36 @@ impl LibsInventory {
             }
         }
         Ok(())
+    }
+
+    /// Decodes every entry's `exports` (loading leaves them to first use):
+    /// the first that does not decode, as `libs[i].exports` and why.
+    pub fn check_exports(&self) -> Result<(), (String, String)> {
+        for (i, lib) in self.libs.iter().enumerate() {
+            if let Some(Err(message)) = lib.exports.as_ref().map(Exports::set) {
+                return Err((format!("libs[{i}].exports"), message.to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads an inventory and decodes every `exports` (`platform validate`).
+    pub fn load_checked(path: &Path) -> Result<LibsInventory, PlatformError> {
+        let inventory = LibsInventory::load(path)?;
+        inventory.check_exports().map_err(|(key, message)| PlatformError::Init {
+            path: path.to_owned(),
+            message: bad_exports_message(&key, &message),
+        })?;
+        Ok(inventory)
+    }
+
+    /// The index of the entry for an in-root path, as [`LibsInventory::get`]
+    /// finds it.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.libs
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()
+            .or_else(|| self.libs.iter().position(|l| l.name == name))
     }
 
     /// The entry for an in-root path.
@@ -288,9 +409,67 @@ mod tests {
     }
 
     #[test]
+    fn sets_of_every_size_round_trip() {
+        // Encoded lengths end on every base64 remainder (0, 2 and 3).
+        let names: Vec<String> = (0..64).map(|i| format!("sym{i}")).collect();
+        let mut tails = std::collections::BTreeSet::new();
+        for n in 0..names.len() {
+            let set = ExportSet::from_names(names[..n].iter().map(String::as_str));
+            let text = set.encode();
+            tails.insert((text.len() - EXPORTS_PREFIX.len()) % 4);
+            assert_eq!(ExportSet::decode(&text).expect("decodes"), set, "{n} names");
+        }
+        assert_eq!(tails.into_iter().collect::<Vec<_>>(), [0, 2, 3]);
+    }
+
+    #[test]
     fn the_hash_is_the_first_eight_bytes_of_sha256() {
         // sha256("abc") = ba7816bf8f01cfea 414140de5dae2223 ...
         assert_eq!(symbol_hash("abc"), 0xba78_16bf_8f01_cfea);
+    }
+
+    #[test]
+    fn an_inventory_keeps_its_export_sets_through_a_write_and_a_read() {
+        let set = ExportSet::from_names(["malloc", "free"]);
+        let inv = LibsInventory {
+            libs: vec![LibEntry {
+                apiversions: vec!["GLIBC_2.2.5".into()],
+                deps: vec![],
+                name: "/lib/libc.so.6".into(),
+                package: None,
+                version: None,
+                unresolved: vec![],
+                exports: Some(set.clone().into()),
+            }],
+        };
+        let json = inv.to_json();
+        assert!(json.contains(&format!("\"exports\": \"{}\"", set.encode())), "{json}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p_libs.json");
+        std::fs::write(&path, &json).expect("write");
+        let back = LibsInventory::load(&path).expect("loads");
+        assert_eq!(back, inv);
+        let exports = back.libs[0].exports.as_ref().expect("exports");
+        assert_eq!(exports.set(), Ok(&set));
+        assert!(back.check_exports().is_ok());
+    }
+
+    #[test]
+    fn a_bad_export_set_is_found_with_its_key_when_used_or_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p_libs.json");
+        // Unknown keys stay allowed (BundleGen's schema).
+        let text = r#"{"libs": [
+            {"apiversions": [], "deps": [], "name": "/lib/a.so", "exports": "sha256-64:", "x": 1},
+            {"apiversions": [], "deps": [], "name": "/lib/b.so", "exports": "sha256-64:a*b"}]}"#;
+        std::fs::write(&path, text).expect("write");
+        let inv = LibsInventory::load(&path).expect("decoded when used");
+        assert_eq!(inv.index_of("/lib/b.so"), Some(1));
+        let b = inv.get("/lib/b.so").and_then(|l| l.exports.as_ref()).expect("b");
+        assert_eq!(b.set(), Err("'*' is not a base64 character"));
+        let (key, message) = inv.check_exports().expect_err("b is bad");
+        assert_eq!(key, "libs[1].exports");
+        assert!(message.contains("base64"), "{message}");
     }
 
     #[test]
@@ -299,6 +478,7 @@ mod tests {
             ("abc", "starting with"),
             ("sha256-64:a*b", "base64"),
             ("sha256-64:gA", "truncated"),
+            ("sha256-64:gQgQg", "lone base64 character"),
             ("sha256-64:////////////////", "too large"),
         ] {
             let err = ExportSet::decode(text).expect_err(text);

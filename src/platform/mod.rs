@@ -30,7 +30,7 @@ use serde_json::Value;
 use crate::diag::{Diagnostics, Silent};
 use crate::input::{self, InputKind, LoadError};
 pub use init::{InitOptions, init};
-pub use libs::{ExportSet, LibEntry, LibsInventory, symbol_hash};
+pub use libs::{ExportSet, Exports, LibEntry, LibsInventory, symbol_hash};
 pub use model::PlatformSpec;
 pub use parse::merge_patch;
 

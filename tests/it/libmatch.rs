@@ -246,7 +246,7 @@ fn entry(name: &str, defs: &[&str], deps: &[&str]) -> LibEntry {
 /// An entry with recorded exports, as `platform init` writes them.
 fn entry_exports(name: &str, deps: &[&str], exports: &[&str]) -> LibEntry {
     LibEntry {
-        exports: Some(ExportSet::from_names(exports.iter().copied()).encode()),
+        exports: Some(ExportSet::from_names(exports.iter().copied()).into()),
         ..entry(name, &[], deps)
     }
 }
@@ -704,6 +704,35 @@ fn issue_11_unversioned_library_whose_device_copy_lacks_a_needed_symbol_stays_in
         z.evidence.as_ref().expect("evidence").versions,
         vs(&["ZLIB_1.2.9"])
     );
+}
+
+#[test]
+fn a_damaged_exports_entry_stops_the_plan_naming_its_key() {
+    let fx = image(&["GLIBC_2.17", "GLIBC_2.34"], "GLIBC_2.34");
+    // The inventory is read without decoding exports; libbar's, used to
+    // judge its symbols, is damaged.
+    let mut bar = entry("/usr/lib/libbar.so.2", &[], &["/lib/libc.so.6"]);
+    bar.exports = Some(serde_json::from_value(json!("sha256-64:a*b")).expect("any string reads"));
+    let mut p = with_device_libbar(bar);
+    p.libs_path = Some(PathBuf::from("/platforms/testboard_libs.json"));
+    let index = p.libs.as_ref().and_then(|l| l.index_of("/usr/lib/libbar.so.2")).expect("libbar");
+    let scan = elf::scan(&fx.root, &Silent).expect("scan");
+    let entry = bundlegen::compat::entrypoint_roots(&fx.root, "/usr/bin/app", None);
+    let err = libmatch::plan(&fx.root, &scan, &p, None, Some(&entry), &MatchOptions::default(), &Silent)
+        .expect_err("damaged exports");
+    assert!(err.is_bad_input());
+    let text = err.to_string();
+    for part in [
+        "/platforms/testboard_libs.json",
+        &format!("libs[{index}].exports"),
+        "/usr/lib/libbar.so.2",
+        "'*' is not a base64 character",
+        "write the inventory again with bundlegen platform init",
+    ] {
+        assert!(text.contains(part), "{part:?} in {text}");
+    }
+    // An undamaged inventory plans.
+    run(&fx, &platform(json!({})), &MatchOptions::default());
 }
 
 #[test]

@@ -387,6 +387,58 @@ fn issue15_each_platform_is_byte_identical_to_its_single_run() {
     assert!(!listed.join("devA.tar.gz").exists());
 }
 
+/// Platforms are loaded and generated on several threads; their warnings
+/// still come in the order the platforms were given, every time.
+#[test]
+fn issue15_warnings_come_in_the_order_of_the_platforms() {
+    let w = World::new();
+    let names = ["w1", "w2", "w3", "w4", "w5", "w6"];
+    for name in names {
+        // An unknown key (a warning when the template loads) and a maxRam
+        // below the app's 64M (a warning while its config is built).
+        template(&w.platforms, name, "/mnt/w", &[], |p| {
+            p["hardware"]["maxRam"] = json!("32M");
+            p["xUnknown"] = json!(1);
+        });
+    }
+    let list = names.join(",");
+    let run = |out: &str| {
+        let out = Command::new(bin())
+            .args(["generate", "--no-archive", "-s"])
+            .arg(&w.platforms)
+            .arg("-a")
+            .arg(&w.meta)
+            .args(["-j", "2", "-p", &list])
+            .arg(format!("oci:{}", w.layout.display()))
+            .arg(w.root.join(out))
+            .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH.to_string())
+            .env_remove("RDK_PLATFORM")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bundlegen");
+        ok(&out, "the six-platform run");
+        stderr_of(&out)
+            .lines()
+            .filter(|l| l.contains("xUnknown") || l.contains("maxRam"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let first = run("one");
+    let loads: Vec<usize> = names
+        .iter()
+        .map(|n| first.iter().position(|l| l.contains(&format!("{n}.json")) && l.contains("xUnknown")).unwrap_or_else(|| panic!("{n}: unknown key warning in {first:#?}")))
+        .collect();
+    let rams: Vec<usize> = names
+        .iter()
+        .map(|n| first.iter().position(|l| l.contains(&format!("{n}: {n}")) && l.contains("maxRam")).unwrap_or_else(|| panic!("{n}: maxRam warning in {first:#?}")))
+        .collect();
+    assert!(loads.is_sorted() && rams.is_sorted(), "{first:#?}");
+    assert!(loads.iter().max() < rams.iter().min(), "{first:#?}");
+    for again in ["two", "three"] {
+        assert_eq!(run(again), first);
+    }
+}
+
 /// Acceptance 2: among several platforms, one of another architecture
 /// (found before flattening) and one whose maxRam the app exceeds (found
 /// after): the others are written as a single run writes them, each
