@@ -310,7 +310,8 @@ pub fn plan_with(
     };
     let inventory = inventory.or(platform.libs.as_ref());
     let device = device::Device::new(inventory);
-    let mut reach = walk::reach(&mut ctx, &keep, &BTreeMap::new(), entrypoint, diag);
+    let no_names = BTreeMap::new();
+    let mut reach = model.reach(&mut ctx, &keep, &options.keep, &no_names, entrypoint, diag);
     if options.prune && !gpu_needs_unknown(platform, options, inventory) {
         // Libraries nothing links may still be loaded by name: those named
         // by a file of the image become roots like kept ones.
@@ -319,7 +320,7 @@ pub fn plan_with(
         let candidates = prune::prunable(&ctx, &keep, &reached);
         let named = model.named(&ctx, candidates, diag);
         if !named.is_empty() {
-            reach = walk::reach(&mut ctx, &keep, &named, entrypoint, diag);
+            reach = model.reach(&mut ctx, &keep, &options.keep, &named, entrypoint, diag);
         }
     }
     let mut d = decide::Decider::new(&mut ctx, &device, options, platform, &reach, diag);
@@ -368,6 +369,18 @@ pub struct ImageModel {
     links: BTreeMap<String, Vec<String>>,
     /// Name searches done: the candidates, what names them, the warnings.
     named: Mutex<Vec<NamedSearch>>,
+    /// Dependency walks done (the same for every platform of one
+    /// architecture with the same keep patterns and entrypoint).
+    reaches: Mutex<Vec<ReachMemo>>,
+}
+
+struct ReachMemo {
+    arch: Option<String>,
+    keep: Vec<String>,
+    named: BTreeMap<String, Vec<String>>,
+    entrypoint: Option<(String, Result<Vec<String>, String>)>,
+    reach: walk::Reach,
+    warnings: Vec<Warning>,
 }
 
 struct NamedSearch {
@@ -389,6 +402,7 @@ impl ImageModel {
             loader_warnings: record.warnings(),
             links,
             named: Mutex::new(Vec::new()),
+            reaches: Mutex::new(Vec::new()),
         }
     }
 
@@ -405,6 +419,47 @@ impl ImageModel {
     /// Keeps a loader model that learnt more (it started as a copy of ours).
     fn keep_loader(&self, loader: Loader) {
         *lock(&self.loader) = loader;
+    }
+
+    /// [`walk::reach`], walked once per architecture, keep patterns, names
+    /// and entrypoint; its warnings are given again each time.
+    fn reach(
+        &self,
+        ctx: &mut Ctx<'_>,
+        keep: &prune::KeepSet,
+        patterns: &[String],
+        named: &BTreeMap<String, Vec<String>>,
+        entrypoint: Option<&Entrypoint>,
+        diag: &dyn Diagnostics,
+    ) -> walk::Reach {
+        let arch = ctx.arch.map(str::to_owned);
+        let entry = entrypoint.map(|e| (e.command.clone(), e.elf.clone()));
+        let same = |m: &ReachMemo| m.arch == arch && m.keep == patterns && &m.named == named && m.entrypoint == entry;
+        let memo = lock(&self.reaches).iter().find(|m| same(m)).map(|m| (m.reach.clone(), m.warnings.clone()));
+        let (reach, warnings) = match memo {
+            Some(found) => found,
+            None => {
+                let record = Collected::default();
+                let reach = walk::reach(ctx, keep, named, entrypoint, &record);
+                let warnings = record.warnings();
+                let mut memos = lock(&self.reaches);
+                if !memos.iter().any(same) {
+                    memos.push(ReachMemo {
+                        arch,
+                        keep: patterns.to_vec(),
+                        named: named.clone(),
+                        entrypoint: entry,
+                        reach: reach.clone(),
+                        warnings: warnings.clone(),
+                    });
+                }
+                (reach, warnings)
+            }
+        };
+        for w in warnings {
+            diag.warning(w);
+        }
+        reach
     }
 
     /// [`named::find`] for `candidates`, searched once per set of candidates.

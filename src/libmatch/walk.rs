@@ -9,6 +9,7 @@ use crate::diag::{Diagnostics, Warning};
 use crate::elf::{Class, ElfInfo, Kind};
 
 /// One image library the loader loads for some root.
+#[derive(Clone)]
 pub(super) struct Use {
     pub real: String,
     pub soname: String,
@@ -24,6 +25,7 @@ pub(super) struct Use {
 }
 
 /// A needed name the image does not have.
+#[derive(Clone)]
 pub(super) struct Absent {
     pub name: String,
     pub needed_by: BTreeSet<String>,
@@ -34,6 +36,7 @@ pub(super) struct Absent {
     pub interp_paths: BTreeSet<String>,
 }
 
+#[derive(Clone)]
 pub(super) struct Reach {
     /// Real in-root paths of the roots.
     pub roots: BTreeSet<String>,
