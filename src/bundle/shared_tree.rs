@@ -19,8 +19,11 @@
 //!
 //! Directories get the source's mode, owner (when root), extended
 //! attributes and times, the times last, once their entries are in place.
+//! The source is read once ([`Tree::survey`]); each copy is then only
+//! `mkdirat`, `linkat` and the directory's metadata ([`Tree::link`]),
+//! and copies can be made by several threads at once.
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -35,26 +38,114 @@ pub struct LinkStats {
 }
 
 /// Rebuilds the tree at `src` as `dst` (which must not exist), with every
-/// non-directory hard-linked to its source. On error, `dst` is left for
-/// the caller's staging directory to remove; the error names the entry.
+/// non-directory hard-linked to its source: [`Tree::survey`] then
+/// [`Tree::link`]. On error, `dst` is left for the caller's staging
+/// directory to remove; the error names the entry.
 pub fn link(src: &Path, dst: &Path) -> Result<LinkStats, (PathBuf, io::Error)> {
-    let at = |p: &Path| {
-        let p = p.to_owned();
-        move |e| (p, e)
+    Tree::survey(src)?.link(src, dst)
+}
+
+/// A tree's directories (with what each copy gives them) and entries, read
+/// once: every platform's copy is made from it with no more reads of the
+/// source than the links themselves.
+#[derive(Debug)]
+pub struct Tree {
+    root: Dir,
+}
+
+#[derive(Debug)]
+struct Dir {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    times: [(i64, i64); 2],
+    xattrs: Vec<(CString, Vec<u8>)>,
+    entries: Vec<Node>,
+}
+
+#[derive(Debug)]
+enum Node {
+    Dir(CString, Dir),
+    Other(CString),
+}
+
+impl Tree {
+    /// Reads the tree at `src`. Not root, a directory that its owner
+    /// cannot read, write and search is opened up (`u+rwx`) for good, so
+    /// that copies can be linked from it, by several threads at once: the
+    /// source is a private staging tree; its recorded mode is what each
+    /// copy gets.
+    pub fn survey(src: &Path) -> Result<Tree, (PathBuf, io::Error)> {
+        let at = |e| (src.to_owned(), e);
+        let (parent, name) = split(src).map_err(at)?;
+        let p = rootfs::open_dir(libc::AT_FDCWD, &parent).map_err(at)?;
+        let privileged = unsafe { libc::geteuid() } == 0;
+        let mut path = src.to_owned();
+        let root = survey_dir(p.as_raw_fd(), &name, privileged, &mut path)?;
+        Ok(Tree { root })
+    }
+
+    /// Makes `dst` (which must not exist) from `src`, the tree surveyed.
+    pub fn link(&self, src: &Path, dst: &Path) -> Result<LinkStats, (PathBuf, io::Error)> {
+        let at = |p: &Path| {
+            let p = p.to_owned();
+            move |e| (p, e)
+        };
+        let (sparent, sname) = split(src).map_err(at(src))?;
+        let (dparent, dname) = split(dst).map_err(at(dst))?;
+        let sp = rootfs::open_dir(libc::AT_FDCWD, &sparent).map_err(at(src))?;
+        let dp = rootfs::open_dir(libc::AT_FDCWD, &dparent).map_err(at(dst))?;
+        let mut stats = LinkStats::default();
+        let mut walk = Walk {
+            privileged: unsafe { libc::geteuid() } == 0,
+            stats: &mut stats,
+            path: dst.to_owned(),
+        };
+        walk.dir(&self.root, sp.as_raw_fd(), dp.as_raw_fd(), &sname, &dname)?;
+        Ok(stats)
+    }
+}
+
+fn survey_dir(
+    parent: RawFd,
+    name: &CStr,
+    privileged: bool,
+    path: &mut PathBuf,
+) -> Result<Dir, (PathBuf, io::Error)> {
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |e| (path, e)
     };
-    let (sparent, sname) = split(src).map_err(at(src))?;
-    let (dparent, dname) = split(dst).map_err(at(dst))?;
-    let sp = rootfs::open_dir(libc::AT_FDCWD, &sparent).map_err(at(src))?;
-    let dp = rootfs::open_dir(libc::AT_FDCWD, &dparent).map_err(at(dst))?;
-    let mut stats = LinkStats::default();
-    let privileged = unsafe { libc::geteuid() } == 0;
-    let mut walk = Walk {
-        privileged,
-        stats: &mut stats,
-        path: dst.to_owned(),
-    };
-    walk.dir(sp.as_raw_fd(), dp.as_raw_fd(), &sname, &dname)?;
-    Ok(stats)
+    let st = rootfs::lstat_at(parent, name).map_err(err(path))?;
+    if !privileged && st.st_mode & 0o700 != 0o700 {
+        let mode = (st.st_mode & 0o7777) | 0o700;
+        if unsafe { libc::fchmodat(parent, name.as_ptr(), mode, 0) } != 0 {
+            return Err(err(path)(io::Error::last_os_error()));
+        }
+    }
+    let names = rootfs::list_at(parent, name).map_err(err(path))?;
+    let fd = rootfs::open_dir(parent, name).map_err(err(path))?;
+    let xattrs = read_xattrs(fd.as_raw_fd()).map_err(err(path))?;
+    let mut entries = Vec::with_capacity(names.len());
+    for child in names {
+        path.push(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(child.to_bytes()));
+        let cst = rootfs::lstat_at(fd.as_raw_fd(), &child).map_err(err(path))?;
+        if rootfs::is_dir(&cst) {
+            let dir = survey_dir(fd.as_raw_fd(), &child, privileged, path)?;
+            entries.push(Node::Dir(child, dir));
+        } else {
+            entries.push(Node::Other(child));
+        }
+        path.pop();
+    }
+    Ok(Dir {
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        times: [(st.st_atime, st.st_atime_nsec), (st.st_mtime, st.st_mtime_nsec)],
+        xattrs,
+        entries,
+    })
 }
 
 struct Walk<'a> {
@@ -70,39 +161,15 @@ impl Walk<'_> {
         move |e| (path, e)
     }
 
-    /// Makes `dparent/dname` from the directory `sparent/sname`.
+    /// Makes `dparent/dname` from the directory `sparent/sname`, surveyed
+    /// as `dir`.
     fn dir(
         &mut self,
+        dir: &Dir,
         sparent: RawFd,
         dparent: RawFd,
         sname: &CStr,
         dname: &CStr,
-    ) -> Result<(), (PathBuf, io::Error)> {
-        let st = rootfs::lstat_at(sparent, sname).map_err(self.err())?;
-        let mode = st.st_mode & 0o7777;
-        // Not root, a mode-0000 directory is made readable to be listed
-        // (list_at) and searched; its mode is put back when done.
-        let names = rootfs::list_at(sparent, sname).map_err(self.err())?;
-        let changed = rootfs::lstat_at(sparent, sname)
-            .map_err(self.err())?
-            .st_mode
-            & 0o7777
-            != mode;
-        let result = self.fill(sparent, dparent, sname, dname, &st, &names);
-        if changed {
-            unsafe { libc::fchmodat(sparent, sname.as_ptr(), mode, 0) };
-        }
-        result
-    }
-
-    fn fill(
-        &mut self,
-        sparent: RawFd,
-        dparent: RawFd,
-        sname: &CStr,
-        dname: &CStr,
-        st: &libc::stat,
-        names: &[std::ffi::CString],
     ) -> Result<(), (PathBuf, io::Error)> {
         if unsafe { libc::mkdirat(dparent, dname.as_ptr(), 0o700) } != 0 {
             return Err(self.err()(io::Error::last_os_error()));
@@ -110,49 +177,39 @@ impl Walk<'_> {
         self.stats.dirs += 1;
         let sdir = rootfs::open_dir(sparent, sname).map_err(self.err())?;
         let ddir = rootfs::open_dir(dparent, dname).map_err(self.err())?;
-        for name in names {
-            self.path.push(
-                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.to_bytes()),
-            );
-            let child = rootfs::lstat_at(sdir.as_raw_fd(), name).map_err(self.err())?;
-            if rootfs::is_dir(&child) {
-                self.dir(sdir.as_raw_fd(), ddir.as_raw_fd(), name, name)?;
-            } else {
-                let rc = unsafe {
-                    libc::linkat(
-                        sdir.as_raw_fd(),
-                        name.as_ptr(),
-                        ddir.as_raw_fd(),
-                        name.as_ptr(),
-                        0,
-                    )
-                };
-                if rc != 0 {
-                    return Err(self.err()(io::Error::last_os_error()));
+        for node in &dir.entries {
+            let name = match node {
+                Node::Dir(name, _) | Node::Other(name) => name,
+            };
+            self.path.push(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.to_bytes()));
+            match node {
+                Node::Dir(name, sub) => self.dir(sub, sdir.as_raw_fd(), ddir.as_raw_fd(), name, name)?,
+                Node::Other(name) => {
+                    let rc = unsafe {
+                        libc::linkat(sdir.as_raw_fd(), name.as_ptr(), ddir.as_raw_fd(), name.as_ptr(), 0)
+                    };
+                    if rc != 0 {
+                        return Err(self.err()(io::Error::last_os_error()));
+                    }
+                    self.stats.links += 1;
                 }
-                self.stats.links += 1;
             }
             self.path.pop();
         }
-        copy_xattrs(sdir.as_raw_fd(), ddir.as_raw_fd()).map_err(self.err())?;
         let fd = ddir.as_raw_fd();
-        if self.privileged && unsafe { libc::fchown(fd, st.st_uid, st.st_gid) } != 0 {
+        for (key, value) in &dir.xattrs {
+            if unsafe { libc::fsetxattr(fd, key.as_ptr(), value.as_ptr().cast(), value.len(), 0) } != 0 {
+                return Err(self.err()(io::Error::last_os_error()));
+            }
+        }
+        if self.privileged && unsafe { libc::fchown(fd, dir.uid, dir.gid) } != 0 {
             return Err(self.err()(io::Error::last_os_error()));
         }
         // After chown, which may clear set-id bits.
-        if unsafe { libc::fchmod(fd, st.st_mode & 0o7777) } != 0 {
+        if unsafe { libc::fchmod(fd, dir.mode) } != 0 {
             return Err(self.err()(io::Error::last_os_error()));
         }
-        let times = [
-            libc::timespec {
-                tv_sec: st.st_atime,
-                tv_nsec: st.st_atime_nsec,
-            },
-            libc::timespec {
-                tv_sec: st.st_mtime,
-                tv_nsec: st.st_mtime_nsec,
-            },
-        ];
+        let times = dir.times.map(|(tv_sec, tv_nsec)| libc::timespec { tv_sec, tv_nsec });
         if unsafe { libc::futimens(fd, times.as_ptr()) } != 0 {
             return Err(self.err()(io::Error::last_os_error()));
         }
@@ -160,32 +217,28 @@ impl Walk<'_> {
     }
 }
 
-/// Copies every extended attribute of directory `src` to `dst`.
-fn copy_xattrs(src: RawFd, dst: RawFd) -> io::Result<()> {
-    let names = match rootfs::fxattr(|buf, len| unsafe { libc::flistxattr(src, buf.cast(), len) }) {
+/// Every extended attribute of the directory open as `fd`.
+fn read_xattrs(fd: RawFd) -> io::Result<Vec<(CString, Vec<u8>)>> {
+    let names = match rootfs::fxattr(|buf, len| unsafe { libc::flistxattr(fd, buf.cast(), len) }) {
         Ok(n) => n,
-        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    let mut out = Vec::new();
     for key in names.split(|&b| b == 0).filter(|k| !k.is_empty()) {
         let key = cstr(key)?;
         let value = match rootfs::fxattr(|buf, len| unsafe {
-            libc::fgetxattr(src, key.as_ptr(), buf.cast(), len)
+            libc::fgetxattr(fd, key.as_ptr(), buf.cast(), len)
         }) {
             Ok(v) => v,
             // Removed meanwhile.
             Err(e) if e.raw_os_error() == Some(libc::ENODATA) => continue,
             Err(e) => return Err(e),
         };
-        if unsafe { libc::fsetxattr(dst, key.as_ptr(), value.as_ptr().cast(), value.len(), 0) } != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
+        out.push((key, value));
     }
-    Ok(())
+    Ok(out)
 }
-
-
 
 /// A path's parent directory and last component.
 fn split(path: &Path) -> io::Result<(std::ffi::CString, std::ffi::CString)> {
@@ -251,5 +304,29 @@ mod tests {
         std::fs::remove_file(dst.join("a/f")).unwrap();
         assert!(src.join("a/f").exists());
         assert!(matches!(link(&src, &dst), Err((p, _)) if p == dst));
+    }
+
+    #[test]
+    fn one_survey_makes_copies_on_several_threads() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        for i in 0..20 {
+            let d = src.join(format!("d{i}/e"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("f"), format!("{i}")).unwrap();
+        }
+        std::fs::set_permissions(src.join("d3"), std::os::unix::fs::PermissionsExt::from_mode(0o500)).unwrap();
+        let tree = Tree::survey(&src).unwrap();
+        std::thread::scope(|s| {
+            for k in 0..4 {
+                let (tree, src, dst) = (&tree, &src, t.path().join(format!("dst{k}")));
+                s.spawn(move || {
+                    assert_eq!(tree.link(src, &dst).unwrap(), LinkStats { dirs: 41, links: 20 });
+                    assert_eq!(std::fs::read_to_string(dst.join("d7/e/f")).unwrap(), "7");
+                    let m = std::fs::symlink_metadata(dst.join("d3")).unwrap().mode() & 0o7777;
+                    assert_eq!(m, 0o500);
+                });
+            }
+        });
     }
 }

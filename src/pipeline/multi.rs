@@ -4,7 +4,7 @@
 //! model, symlinks, the search for library names) once per resolved
 //! manifest (platforms of one architecture share it), then each platform
 //! works on its own hard-linked copy of that rootfs
-//! ([`shared_tree::link`]) and writes what a single-platform run writes,
+//! ([`shared_tree::Tree`], surveyed once) and writes what a single-platform run writes,
 //! byte for byte. Library matching reads the shared rootfs (the same
 //! content as the copy); what writes (the removals, the preparation, the
 //! archive) works on the platform's copy.
@@ -149,6 +149,8 @@ struct Shared {
     scan: crate::elf::ElfScan,
     /// Library matching's model of the image (it reads `rootfs`).
     model: crate::libmatch::ImageModel,
+    /// `rootfs` as each platform's copy is made from it.
+    tree: shared_tree::Tree,
     warnings_before_check: Vec<Warning>,
     warnings_after_check: Vec<Warning>,
 }
@@ -181,6 +183,7 @@ fn analyse(
     let before = tee.record.warnings().len();
     let scan = generate::scan_elf(&rootfs, &tee)?;
     let model = crate::libmatch::ImageModel::new(&rootfs, &scan);
+    let tree = shared_tree::Tree::survey(&rootfs).map_err(|(path, source)| Error::Output { path, source })?;
     let mut warnings_before_check = tee.record.warnings();
     let warnings_after_check = warnings_before_check.split_off(before);
     Ok(Shared {
@@ -190,6 +193,7 @@ fn analyse(
         app,
         scan,
         model,
+        tree,
         warnings_before_check,
         warnings_after_check,
     })
@@ -211,7 +215,9 @@ fn platform(
         tee.record.warning(w.clone());
     }
     let rootfs = staging.path().join("rootfs");
-    shared_tree::link(&shared.rootfs, &rootfs)
+    shared
+        .tree
+        .link(&shared.rootfs, &rootfs)
         .map_err(|(path, source)| Error::Output { path, source })?;
     let analysed = Analysed {
         flattened: &shared.flattened,
