@@ -211,6 +211,7 @@ pub fn generate(req: &Request, diag: &dyn Diagnostics) -> Result<Generated, Erro
             write_report(path, &report)?;
         }
         let done = success_path(&req.outputdir, archive);
+        free_in_background(platforms);
         return Ok(Generated::One { report: Box::new(report), done });
     }
 
@@ -263,7 +264,18 @@ pub fn generate(req: &Request, diag: &dyn Diagnostics) -> Result<Generated, Erro
             .collect();
         write_report(path, &serde_json::json!({ "platforms": entries }))?;
     }
+    drop(targets);
+    free_in_background(platforms);
     Ok(Generated::Several(results))
+}
+
+/// Frees the platforms on a thread of their own: their inventories are
+/// megabytes of small allocations, and neither the caller nor a process
+/// about to exit needs to wait for that.
+fn free_in_background(platforms: Vec<Platform>) {
+    let spawned = std::thread::Builder::new().name("bundlegen-free".into()).spawn(move || drop(platforms));
+    // Without a thread, the caller's thread frees them on return.
+    drop(spawned);
 }
 
 /// Loads the platforms (a `_libs.json` is megabytes of JSON) on the worker

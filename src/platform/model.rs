@@ -210,7 +210,7 @@ pub const ABS_PATH_FORM: &str =
 /// whatever its current directory and its symlinks (above a `..`). `{id}`
 /// is allowed: it is replaced by the app id, which cannot be `..`.
 pub fn abs_path(p: &str) -> bool {
-    p.starts_with('/') && !p.contains('\0') && !p.split('/').any(|c| c == "..")
+    p.starts_with('/') && !p.contains('\0') && (!p.contains("..") || !p.split('/').any(|c| c == ".."))
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
