@@ -86,22 +86,35 @@ impl Tree {
     }
 
     /// Makes `dst` (which must not exist) from `src`, the tree surveyed.
+    /// Below the two top directories, everything is named by its path
+    /// relative to them (`mkdirat`, `linkat`, `fchownat`, `fchmodat`,
+    /// `utimensat`): no directory is opened but those with extended
+    /// attributes. The paths cannot meet a symlink: the directories of
+    /// `dst` are all made here, and `src` is the private shared tree,
+    /// surveyed as it is while no platform writes it.
     pub fn link(&self, src: &Path, dst: &Path) -> Result<LinkStats, (PathBuf, io::Error)> {
         let at = |p: &Path| {
             let p = p.to_owned();
             move |e| (p, e)
         };
-        let (sparent, sname) = split(src).map_err(at(src))?;
         let (dparent, dname) = split(dst).map_err(at(dst))?;
-        let sp = rootfs::open_dir(libc::AT_FDCWD, &sparent).map_err(at(src))?;
+        let sroot = rootfs::open_dir(libc::AT_FDCWD, &cstr(src.as_os_str().as_encoded_bytes()).map_err(at(src))?).map_err(at(src))?;
         let dp = rootfs::open_dir(libc::AT_FDCWD, &dparent).map_err(at(dst))?;
-        let mut stats = LinkStats::default();
+        if unsafe { libc::mkdirat(dp.as_raw_fd(), dname.as_ptr(), 0o700) } != 0 {
+            return Err(at(dst)(io::Error::last_os_error()));
+        }
+        let droot = rootfs::open_dir(dp.as_raw_fd(), &dname).map_err(at(dst))?;
+        let mut stats = LinkStats { dirs: 1, links: 0 };
         let mut walk = Walk {
             privileged: unsafe { libc::geteuid() } == 0,
             stats: &mut stats,
             path: dst.to_owned(),
+            sroot: sroot.as_raw_fd(),
+            droot: droot.as_raw_fd(),
+            rel: Vec::new(),
         };
-        walk.dir(&self.root, sp.as_raw_fd(), dp.as_raw_fd(), &sname, &dname)?;
+        walk.entries(&self.root)?;
+        walk.metadata(&self.root)?;
         Ok(stats)
     }
 }
@@ -153,6 +166,11 @@ struct Walk<'a> {
     stats: &'a mut LinkStats,
     /// The destination path being made, for errors.
     path: PathBuf,
+    /// The top directories of the source and of the copy.
+    sroot: RawFd,
+    droot: RawFd,
+    /// The current directory's path below them (empty at the top).
+    rel: Vec<u8>,
 }
 
 impl Walk<'_> {
@@ -161,56 +179,76 @@ impl Walk<'_> {
         move |e| (path, e)
     }
 
-    /// Makes `dparent/dname` from the directory `sparent/sname`, surveyed
-    /// as `dir`.
-    fn dir(
-        &mut self,
-        dir: &Dir,
-        sparent: RawFd,
-        dparent: RawFd,
-        sname: &CStr,
-        dname: &CStr,
-    ) -> Result<(), (PathBuf, io::Error)> {
-        if unsafe { libc::mkdirat(dparent, dname.as_ptr(), 0o700) } != 0 {
-            return Err(self.err()(io::Error::last_os_error()));
+    /// `rel` (`.` at the top) as a C string.
+    fn here(&self) -> Result<CString, (PathBuf, io::Error)> {
+        cstr(if self.rel.is_empty() { b"." } else { &self.rel }).map_err(self.err())
+    }
+
+    fn push(&mut self, name: &CStr) {
+        if !self.rel.is_empty() {
+            self.rel.push(b'/');
         }
-        self.stats.dirs += 1;
-        let sdir = rootfs::open_dir(sparent, sname).map_err(self.err())?;
-        let ddir = rootfs::open_dir(dparent, dname).map_err(self.err())?;
+        self.rel.extend_from_slice(name.to_bytes());
+        self.path.push(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.to_bytes()));
+    }
+
+    fn pop(&mut self, name: &CStr) {
+        let keep = self.rel.len() - name.to_bytes().len();
+        self.rel.truncate(keep.saturating_sub(1));
+        self.path.pop();
+    }
+
+    /// Makes the entries of the directory `rel`, surveyed as `dir`.
+    fn entries(&mut self, dir: &Dir) -> Result<(), (PathBuf, io::Error)> {
         for node in &dir.entries {
             let name = match node {
                 Node::Dir(name, _) | Node::Other(name) => name,
             };
-            self.path.push(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.to_bytes()));
+            self.push(name);
+            let here = self.here()?;
             match node {
-                Node::Dir(name, sub) => self.dir(sub, sdir.as_raw_fd(), ddir.as_raw_fd(), name, name)?,
-                Node::Other(name) => {
-                    let rc = unsafe {
-                        libc::linkat(sdir.as_raw_fd(), name.as_ptr(), ddir.as_raw_fd(), name.as_ptr(), 0)
-                    };
+                Node::Dir(_, sub) => {
+                    if unsafe { libc::mkdirat(self.droot, here.as_ptr(), 0o700) } != 0 {
+                        return Err(self.err()(io::Error::last_os_error()));
+                    }
+                    self.stats.dirs += 1;
+                    self.entries(sub)?;
+                    self.metadata(sub)?;
+                }
+                Node::Other(_) => {
+                    let rc = unsafe { libc::linkat(self.sroot, here.as_ptr(), self.droot, here.as_ptr(), 0) };
                     if rc != 0 {
                         return Err(self.err()(io::Error::last_os_error()));
                     }
                     self.stats.links += 1;
                 }
             }
-            self.path.pop();
+            self.pop(name);
         }
-        let fd = ddir.as_raw_fd();
-        for (key, value) in &dir.xattrs {
-            if unsafe { libc::fsetxattr(fd, key.as_ptr(), value.as_ptr().cast(), value.len(), 0) } != 0 {
-                return Err(self.err()(io::Error::last_os_error()));
+        Ok(())
+    }
+
+    /// Gives the directory `rel` of the copy its source's extended
+    /// attributes, owner (when root), mode and times, the times last.
+    fn metadata(&mut self, dir: &Dir) -> Result<(), (PathBuf, io::Error)> {
+        let here = self.here()?;
+        if !dir.xattrs.is_empty() {
+            let fd = rootfs::open_dir(self.droot, &here).map_err(self.err())?;
+            for (key, value) in &dir.xattrs {
+                if unsafe { libc::fsetxattr(fd.as_raw_fd(), key.as_ptr(), value.as_ptr().cast(), value.len(), 0) } != 0 {
+                    return Err(self.err()(io::Error::last_os_error()));
+                }
             }
         }
-        if self.privileged && unsafe { libc::fchown(fd, dir.uid, dir.gid) } != 0 {
+        if self.privileged && unsafe { libc::fchownat(self.droot, here.as_ptr(), dir.uid, dir.gid, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
             return Err(self.err()(io::Error::last_os_error()));
         }
         // After chown, which may clear set-id bits.
-        if unsafe { libc::fchmod(fd, dir.mode) } != 0 {
+        if unsafe { libc::fchmodat(self.droot, here.as_ptr(), dir.mode, 0) } != 0 {
             return Err(self.err()(io::Error::last_os_error()));
         }
         let times = dir.times.map(|(tv_sec, tv_nsec)| libc::timespec { tv_sec, tv_nsec });
-        if unsafe { libc::futimens(fd, times.as_ptr()) } != 0 {
+        if unsafe { libc::utimensat(self.droot, here.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0 {
             return Err(self.err()(io::Error::last_os_error()));
         }
         Ok(())
