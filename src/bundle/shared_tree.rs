@@ -108,7 +108,7 @@ impl Tree {
         let mut walk = Walk {
             privileged: unsafe { libc::geteuid() } == 0,
             stats: &mut stats,
-            path: dst.to_owned(),
+            dst,
             sroot: sroot.as_raw_fd(),
             droot: droot.as_raw_fd(),
             rel: Vec::new(),
@@ -164,8 +164,8 @@ fn survey_dir(
 struct Walk<'a> {
     privileged: bool,
     stats: &'a mut LinkStats,
-    /// The destination path being made, for errors.
-    path: PathBuf,
+    /// The copy's top directory, for errors (with `rel`).
+    dst: &'a Path,
     /// The top directories of the source and of the copy.
     sroot: RawFd,
     droot: RawFd,
@@ -175,7 +175,8 @@ struct Walk<'a> {
 
 impl Walk<'_> {
     fn err(&self) -> impl FnOnce(io::Error) -> (PathBuf, io::Error) + use<> {
-        let path = self.path.clone();
+        let rel = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&self.rel);
+        let path = if self.rel.is_empty() { self.dst.to_owned() } else { self.dst.join(rel) };
         move |e| (path, e)
     }
 
@@ -189,13 +190,11 @@ impl Walk<'_> {
             self.rel.push(b'/');
         }
         self.rel.extend_from_slice(name.to_bytes());
-        self.path.push(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.to_bytes()));
     }
 
     fn pop(&mut self, name: &CStr) {
         let keep = self.rel.len() - name.to_bytes().len();
         self.rel.truncate(keep.saturating_sub(1));
-        self.path.pop();
     }
 
     /// Makes the entries of the directory `rel`, surveyed as `dir`.

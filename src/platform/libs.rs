@@ -344,8 +344,8 @@ impl LibsInventory {
         Ok(inventory)
     }
 
-    /// The index of the entry for an in-root path, as [`LibsInventory::get`]
-    /// finds it.
+    /// The index of the entry for an in-root path: a binary search (the
+    /// files are written sorted), then a scan for hand-written ones.
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.libs
             .binary_search_by(|l| l.name.as_str().cmp(name))
@@ -355,11 +355,7 @@ impl LibsInventory {
 
     /// The entry for an in-root path.
     pub fn get(&self, name: &str) -> Option<&LibEntry> {
-        self.libs
-            .binary_search_by(|l| l.name.as_str().cmp(name))
-            .ok()
-            .and_then(|i| self.libs.get(i))
-            .or_else(|| self.libs.iter().find(|l| l.name == name))
+        self.index_of(name).and_then(|i| self.libs.get(i))
     }
 
     /// Serializes as BundleGen lays these files out (4-space indent,
