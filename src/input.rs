@@ -169,18 +169,74 @@ pub fn load<T: DeserializeOwned>(
     from_bytes(kind, path, &read(kind, path)?, strict, diag)
 }
 
-/// [`load`] of a file whose unknown keys are allowed and ignored unseen
-/// (`_libs.json`, megabytes per platform): serde_json alone reads it, and
-/// the wrappers that name the key of an error run only when that fails, to
-/// give the same error [`load`] gives.
-pub fn load_lenient<T: DeserializeOwned>(kind: InputKind, path: &Path) -> Result<T, LoadError> {
-    let bytes = read(kind, path)?;
+/// A whole input file in memory: mapped when it is a non-empty regular
+/// file the system can map, read otherwise.
+///
+/// For inputs of megabytes that are parsed once and partly kept
+/// (`_libs.json`): mapping skips the copy into fresh, zeroed pages, and
+/// what is kept can point into the mapping. A mapped file must not be
+/// truncated or rewritten in place while bundlegen runs (reading it would
+/// then stop the process, or see the new bytes); bundlegen's inputs are
+/// build artefacts that are replaced, if at all, by writing a new file and
+/// renaming it, which leaves the mapping as it was.
+pub enum FileBytes {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(m) => m,
+            FileBytes::Read(v) => v,
+        }
+    }
+}
+
+impl std::fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self {
+            FileBytes::Mapped(_) => "Mapped",
+            FileBytes::Read(_) => "Read",
+        };
+        write!(f, "FileBytes::{how}({} bytes)", self.len())
+    }
+}
+
+/// Maps (or reads) a whole input file: see [`FileBytes`].
+pub fn map(kind: InputKind, path: &Path) -> Result<FileBytes, LoadError> {
+    let error = |source| LoadError::Read { kind, path: path.to_owned(), source };
+    let mut file = std::fs::File::open(path).map_err(error)?;
+    let meta = file.metadata().map_err(error)?;
+    if meta.is_file() && meta.len() > 0 {
+        // SAFETY: the mapping is read-only and private to this process;
+        // the file is an input that is not changed in place while it is
+        // read (see FileBytes), so the bytes stay as they were mapped.
+        if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
+            return Ok(FileBytes::Mapped(map));
+        }
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(error)?;
+    Ok(FileBytes::Read(bytes))
+}
+
+/// [`from_bytes`] of a file whose unknown keys are allowed and ignored
+/// unseen (`_libs.json`, megabytes per platform): serde_json alone reads
+/// it, and the wrappers that name the key of an error run only when that
+/// fails, to give the same error [`from_bytes`] gives.
+pub fn from_bytes_lenient<T: DeserializeOwned>(
+    kind: InputKind,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<T, LoadError> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-        && let Ok(out) = serde_json::from_slice(&bytes)
+        && let Ok(out) = serde_json::from_slice(bytes)
     {
         return Ok(out);
     }
-    from_bytes(kind, path, &bytes, false, &crate::diag::Silent)
+    from_bytes(kind, path, bytes, false, &crate::diag::Silent)
 }
 
 fn deserialize<'de, T, D>(

@@ -171,6 +171,15 @@ impl Loader {
         &self.root
     }
 
+    /// The model of a copy of its rootfs at `root`: the same tree (hard
+    /// links, the same directories and symlinks) in another place, so
+    /// everything learnt stays true and the files are read from there.
+    pub fn moved_to(mut self, root: &Path) -> Loader {
+        self.root = root.to_path_buf();
+        self.resolved.move_to(root);
+        self
+    }
+
     /// [`crate::rootfs::resolve`] in this model's rootfs, each path
     /// resolved once.
     pub fn resolve(&self, path: &str) -> io::Result<String> {

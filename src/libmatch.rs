@@ -279,15 +279,17 @@ pub fn plan(
 ) -> Result<MatchPlan, LibMatchError> {
     // plan_with checks the root before anything is read from the model.
     let model = ImageModel::new(rootfs, scan);
-    plan_with(&model, scan, platform, inventory, entrypoint, options, diag)
+    plan_with(&model, rootfs, scan, platform, inventory, entrypoint, options, diag)
 }
 
 /// [`plan`] against a model of the image built once ([`ImageModel::new`])
-/// and shared by every platform it is planned for. Reads the model's
-/// rootfs, which must not change while the model lives. Reports the same
-/// warnings as [`plan`] does.
+/// and shared by every platform it is planned for. Reads `rootfs`: the
+/// model's rootfs, or a copy of it (hard links, the same directories and
+/// symlinks; see `bundle::shared_tree`) that does not change while the
+/// plan is made. Reports the same warnings as [`plan`] does.
 pub fn plan_with(
     model: &ImageModel,
+    rootfs: &Path,
     scan: &ElfScan,
     platform: &Platform,
     inventory: Option<&LibsInventory>,
@@ -295,7 +297,6 @@ pub fn plan_with(
     options: &MatchOptions,
     diag: &dyn Diagnostics,
 ) -> Result<MatchPlan, LibMatchError> {
-    let rootfs = model.root.as_path();
     check_root(rootfs)?;
     let keep = prune::KeepSet::new(&options.keep)?;
     for w in &model.loader_warnings {
@@ -304,25 +305,14 @@ pub fn plan_with(
     let mut ctx = Ctx {
         root: rootfs,
         scan,
-        loader: model.loader(),
+        loader: model.loader().moved_to(rootfs),
         links: &model.links,
         arch: platform.oci_arch(),
     };
     let inventory = inventory.or(platform.libs.as_ref());
     let device = device::Device::new(inventory);
-    let no_names = BTreeMap::new();
-    let mut reach = model.reach(&mut ctx, &keep, &options.keep, &no_names, entrypoint, diag);
-    if options.prune && !gpu_needs_unknown(platform, options, inventory) {
-        // Libraries nothing links may still be loaded by name: those named
-        // by a file of the image become roots like kept ones.
-        let mut reached = reach.roots.clone();
-        reached.extend(reach.uses.keys().cloned());
-        let candidates = prune::prunable(&ctx, &keep, &reached);
-        let named = model.named(&ctx, candidates, diag);
-        if !named.is_empty() {
-            reach = model.reach(&mut ctx, &keep, &options.keep, &named, entrypoint, diag);
-        }
-    }
+    let search = options.prune && !gpu_needs_unknown(platform, options, inventory);
+    let reach = model.walk(&mut ctx, &keep, &options.keep, search, entrypoint, diag);
     let mut d = decide::Decider::new(&mut ctx, &device, options, platform, &reach, diag);
     d.run();
     if let Some((library, message)) = d.bad_exports() {
@@ -419,6 +409,53 @@ impl ImageModel {
     /// Keeps a loader model that learnt more (it started as a copy of ours).
     fn keep_loader(&self, loader: Loader) {
         *lock(&self.loader) = loader;
+    }
+
+    /// What [`plan_with`] does first for every platform of architecture
+    /// `arch`: the dependency walk and, when unreached libraries are
+    /// pruned, the search for library names; done ahead of the platforms
+    /// that share the model, so that those running in parallel find it done
+    /// instead of each waiting for the one doing it. Its warnings are kept
+    /// for the plans, which report them.
+    pub fn prepare(
+        &self,
+        scan: &ElfScan,
+        arch: Option<&'static str>,
+        entrypoint: Option<&Entrypoint>,
+        options: &MatchOptions,
+    ) -> Result<(), LibMatchError> {
+        check_root(&self.root)?;
+        let keep = prune::KeepSet::new(&options.keep)?;
+        let mut ctx = Ctx { root: &self.root, scan, loader: self.loader(), links: &self.links, arch };
+        self.walk(&mut ctx, &keep, &options.keep, options.prune, entrypoint, &Collected::default());
+        self.keep_loader(ctx.loader);
+        Ok(())
+    }
+
+    /// The dependency walk from the roots, and with `search`, again with
+    /// the libraries that files of the image name as roots too (nothing
+    /// links them, but they may be loaded by name).
+    fn walk(
+        &self,
+        ctx: &mut Ctx<'_>,
+        keep: &prune::KeepSet,
+        patterns: &[String],
+        search: bool,
+        entrypoint: Option<&Entrypoint>,
+        diag: &dyn Diagnostics,
+    ) -> walk::Reach {
+        let reach = self.reach(ctx, keep, patterns, &BTreeMap::new(), entrypoint, diag);
+        if !search {
+            return reach;
+        }
+        let mut reached = reach.roots.clone();
+        reached.extend(reach.uses.keys().cloned());
+        let candidates = prune::prunable(ctx, keep, &reached);
+        let named = self.named(ctx, candidates, diag);
+        if named.is_empty() {
+            return reach;
+        }
+        self.reach(ctx, keep, patterns, &named, entrypoint, diag)
     }
 
     /// [`walk::reach`], walked once per architecture, keep patterns, names

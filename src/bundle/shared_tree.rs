@@ -21,7 +21,8 @@
 //! attributes and times, the times last, once their entries are in place.
 //! The source is read once ([`Tree::survey`]); each copy is then only
 //! `mkdirat`, `linkat` and the directory's metadata ([`Tree::link`]),
-//! and copies can be made by several threads at once.
+//! and copies can be made by several threads at once. The last platform
+//! takes the source itself ([`Tree::take`]) once the other copies are made.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -51,6 +52,9 @@ pub fn link(src: &Path, dst: &Path) -> Result<LinkStats, (PathBuf, io::Error)> {
 #[derive(Debug)]
 pub struct Tree {
     root: Dir,
+    /// The directories the survey opened up (not root), below the top
+    /// (empty for the top itself), parents first, with their own modes.
+    opened: Vec<(Vec<u8>, u32)>,
 }
 
 #[derive(Debug)]
@@ -76,13 +80,37 @@ impl Tree {
     /// source is a private staging tree; its recorded mode is what each
     /// copy gets.
     pub fn survey(src: &Path) -> Result<Tree, (PathBuf, io::Error)> {
+        Tree::survey_as(src, unsafe { libc::geteuid() } == 0)
+    }
+
+    /// [`Tree::survey`], opening up directories unless `privileged`.
+    fn survey_as(src: &Path, privileged: bool) -> Result<Tree, (PathBuf, io::Error)> {
         let at = |e| (src.to_owned(), e);
         let (parent, name) = split(src).map_err(at)?;
         let p = rootfs::open_dir(libc::AT_FDCWD, &parent).map_err(at)?;
-        let privileged = unsafe { libc::geteuid() } == 0;
-        let mut path = src.to_owned();
-        let root = survey_dir(p.as_raw_fd(), &name, privileged, &mut path)?;
-        Ok(Tree { root })
+        let mut at = Survey { privileged, path: src.to_owned(), rel: Vec::new(), opened: Vec::new() };
+        let root = at.dir(p.as_raw_fd(), &name)?;
+        Ok(Tree { root, opened: at.opened })
+    }
+
+    /// Moves the surveyed tree `src` to `dst` (a path that does not exist,
+    /// on the same file system), as it was surveyed: the directories the
+    /// survey opened up get their own modes back. For the last platform,
+    /// once every other copy is made: the tree is not needed any more, so
+    /// it is neither copied nor removed.
+    pub fn take(&self, src: &Path, dst: &Path) -> Result<(), (PathBuf, io::Error)> {
+        std::fs::rename(src, dst).map_err(|e| (dst.to_owned(), e))?;
+        let droot = rootfs::open_dir(libc::AT_FDCWD, &cstr(dst.as_os_str().as_encoded_bytes()).map_err(|e| (dst.to_owned(), e))?)
+            .map_err(|e| (dst.to_owned(), e))?;
+        // Children first: a parent's own mode may forbid reaching them.
+        for (rel, mode) in self.opened.iter().rev() {
+            let path = if rel.is_empty() { dst.to_owned() } else { dst.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(rel)) };
+            let here = cstr(if rel.is_empty() { b"." } else { rel }).map_err(|e| (path.clone(), e))?;
+            if unsafe { libc::fchmodat(droot.as_raw_fd(), here.as_ptr(), *mode, 0) } != 0 {
+                return Err((path, io::Error::last_os_error()));
+            }
+        }
+        Ok(())
     }
 
     /// Makes `dst` (which must not exist) from `src`, the tree surveyed.
@@ -119,46 +147,63 @@ impl Tree {
     }
 }
 
-fn survey_dir(
-    parent: RawFd,
-    name: &CStr,
+/// Where [`Tree::survey`] is.
+struct Survey {
     privileged: bool,
-    path: &mut PathBuf,
-) -> Result<Dir, (PathBuf, io::Error)> {
-    let err = |path: &Path| {
-        let path = path.to_owned();
+    /// The directory being read, for errors.
+    path: PathBuf,
+    /// Its path below the top (empty at the top).
+    rel: Vec<u8>,
+    opened: Vec<(Vec<u8>, u32)>,
+}
+
+impl Survey {
+    fn err(&self) -> impl FnOnce(io::Error) -> (PathBuf, io::Error) + use<> {
+        let path = self.path.clone();
         move |e| (path, e)
-    };
-    let st = rootfs::lstat_at(parent, name).map_err(err(path))?;
-    if !privileged && st.st_mode & 0o700 != 0o700 {
-        let mode = (st.st_mode & 0o7777) | 0o700;
-        if unsafe { libc::fchmodat(parent, name.as_ptr(), mode, 0) } != 0 {
-            return Err(err(path)(io::Error::last_os_error()));
-        }
     }
-    let names = rootfs::list_at(parent, name).map_err(err(path))?;
-    let fd = rootfs::open_dir(parent, name).map_err(err(path))?;
-    let xattrs = read_xattrs(fd.as_raw_fd()).map_err(err(path))?;
-    let mut entries = Vec::with_capacity(names.len());
-    for child in names {
-        path.push(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(child.to_bytes()));
-        let cst = rootfs::lstat_at(fd.as_raw_fd(), &child).map_err(err(path))?;
-        if rootfs::is_dir(&cst) {
-            let dir = survey_dir(fd.as_raw_fd(), &child, privileged, path)?;
-            entries.push(Node::Dir(child, dir));
-        } else {
-            entries.push(Node::Other(child));
+
+    /// Reads the directory `name` of `parent`, which is `self.path`.
+    fn dir(&mut self, parent: RawFd, name: &CStr) -> Result<Dir, (PathBuf, io::Error)> {
+        let st = rootfs::lstat_at(parent, name).map_err(self.err())?;
+        if !self.privileged && st.st_mode & 0o700 != 0o700 {
+            let mode = (st.st_mode & 0o7777) | 0o700;
+            if unsafe { libc::fchmodat(parent, name.as_ptr(), mode, 0) } != 0 {
+                return Err(self.err()(io::Error::last_os_error()));
+            }
+            self.opened.push((self.rel.clone(), st.st_mode & 0o7777));
         }
-        path.pop();
+        let names = rootfs::list_at(parent, name).map_err(self.err())?;
+        let fd = rootfs::open_dir(parent, name).map_err(self.err())?;
+        let xattrs = read_xattrs(fd.as_raw_fd()).map_err(self.err())?;
+        let mut entries = Vec::with_capacity(names.len());
+        for child in names {
+            let name = child.to_bytes();
+            self.path.push(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name));
+            let top = self.rel.len();
+            if top > 0 {
+                self.rel.push(b'/');
+            }
+            self.rel.extend_from_slice(name);
+            let cst = rootfs::lstat_at(fd.as_raw_fd(), &child).map_err(self.err())?;
+            if rootfs::is_dir(&cst) {
+                let dir = self.dir(fd.as_raw_fd(), &child)?;
+                entries.push(Node::Dir(child, dir));
+            } else {
+                entries.push(Node::Other(child));
+            }
+            self.rel.truncate(top);
+            self.path.pop();
+        }
+        Ok(Dir {
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            times: [(st.st_atime, st.st_atime_nsec), (st.st_mtime, st.st_mtime_nsec)],
+            xattrs,
+            entries,
+        })
     }
-    Ok(Dir {
-        mode: st.st_mode & 0o7777,
-        uid: st.st_uid,
-        gid: st.st_gid,
-        times: [(st.st_atime, st.st_atime_nsec), (st.st_mtime, st.st_mtime_nsec)],
-        xattrs,
-        entries,
-    })
 }
 
 struct Walk<'a> {
@@ -341,6 +386,38 @@ mod tests {
         std::fs::remove_file(dst.join("a/f")).unwrap();
         assert!(src.join("a/f").exists());
         assert!(matches!(link(&src, &dst), Err((p, _)) if p == dst));
+    }
+
+    #[test]
+    fn the_tree_taken_is_as_surveyed_and_copies_made_before_stay() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        std::fs::create_dir_all(src.join("ro/deep")).unwrap();
+        std::fs::write(src.join("ro/deep/f"), b"x").unwrap();
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+        let set = |p: &Path, m: u32| std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap();
+        set(&src.join("ro/deep"), 0o500);
+        set(&src.join("ro"), 0o555);
+        // As a user would: the survey opens the two directories up.
+        let tree = Tree::survey_as(&src, false).unwrap();
+        assert_eq!(tree.opened.len(), 2);
+        assert_eq!(mode(&src.join("ro/deep")), 0o700);
+        let copy = t.path().join("copy");
+        tree.link(&src, &copy).unwrap();
+        let taken = t.path().join("taken");
+        tree.take(&src, &taken).unwrap();
+        assert!(!src.exists());
+        // Both trees have the modes the source had, and the same file.
+        for root in [&copy, &taken] {
+            assert_eq!((mode(&root.join("ro")), mode(&root.join("ro/deep"))), (0o555, 0o500), "{}", root.display());
+            assert_eq!(std::fs::read(root.join("ro/deep/f")).unwrap(), b"x");
+        }
+        assert_eq!(
+            std::fs::metadata(copy.join("ro/deep/f")).unwrap().ino(),
+            std::fs::metadata(taken.join("ro/deep/f")).unwrap().ino()
+        );
+        set(&taken.join("ro"), 0o755);
+        set(&copy.join("ro"), 0o755);
     }
 
     #[test]

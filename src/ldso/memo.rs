@@ -73,6 +73,12 @@ impl Memo {
         &self.root
     }
 
+    /// Resolves in a copy of the rootfs at `root` from now on: the answers
+    /// so far, in-root paths, are the copy's too.
+    pub fn move_to(&mut self, root: &Path) {
+        self.root = root.to_path_buf();
+    }
+
     /// What the resolver answers for `path`, asking it only the first time.
     pub fn resolve(&self, path: &str) -> io::Result<String> {
         if let Some(hit) = self.lock().get(path) {

@@ -1,8 +1,6 @@
 //! The device side: the library inventory indexed by soname, and which
 //! sonames belong to glibc.
 
-use std::collections::BTreeMap;
-
 use super::file_name;
 use crate::elf::{Class, ElfInfo};
 use crate::ldso::triplets;
@@ -81,29 +79,29 @@ pub(super) fn needs_glibc_private(info: &ElfInfo) -> bool {
 /// The device inventory indexed by file name (which for the entries that
 /// matter is the soname: symlinks are listed under their own path).
 pub(super) struct Device<'a> {
-    by_name: BTreeMap<&'a str, Vec<&'a LibEntry>>,
-    by_path: BTreeMap<&'a str, &'a LibEntry>,
+    /// Every entry under its file name, sorted by name, then with the
+    /// standard library directories and the shorter paths first.
+    by_name: Vec<(&'a str, u8, &'a LibEntry)>,
+    /// Every entry, sorted by path (stable: for a path listed twice, the
+    /// last entry is the one used).
+    by_path: Vec<&'a LibEntry>,
     present: bool,
 }
 
 impl<'a> Device<'a> {
     pub fn new(inventory: Option<&'a LibsInventory>) -> Device<'a> {
-        let mut by_name: BTreeMap<&str, Vec<&LibEntry>> = BTreeMap::new();
-        let mut by_path = BTreeMap::new();
-        if let Some(inv) = inventory {
-            for e in &inv.libs {
-                by_name.entry(file_name(&e.name)).or_default().push(e);
-                by_path.insert(e.name.as_str(), e);
-            }
-        }
-        for v in by_name.values_mut() {
-            v.sort_by_key(|e| (rank(&e.name), e.name.len(), e.name.as_str()));
-        }
-        Device {
-            by_name,
-            by_path,
-            present: inventory.is_some(),
-        }
+        let mut by_name: Vec<_> = inventory
+            .iter()
+            .flat_map(|inv| &inv.libs)
+            .map(|e| (file_name(&e.name), rank(&e.name), e))
+            .collect();
+        by_name.sort_unstable_by(|a, b| {
+            (a.0, a.1, a.2.name.len(), a.2.name.as_str()).cmp(&(b.0, b.1, b.2.name.len(), b.2.name.as_str()))
+        });
+        // Inventories are written sorted: this sort only checks that.
+        let mut by_path: Vec<&LibEntry> = inventory.iter().flat_map(|inv| &inv.libs).collect();
+        by_path.sort_by(|a, b| a.name.cmp(&b.name));
+        Device { by_name, by_path, present: inventory.is_some() }
     }
 
     /// Whether there is an inventory at all.
@@ -116,17 +114,19 @@ impl<'a> Device<'a> {
     }
 
     pub fn get(&self, path: &str) -> Option<&'a LibEntry> {
-        self.by_path.get(path).copied()
+        let end = self.by_path.partition_point(|e| e.name.as_str() <= path);
+        end.checked_sub(1).map(|i| self.by_path[i]).filter(|e| e.name == path)
     }
 
     /// The device library with this soname that a loader working for
     /// objects like `like` would use: directories naming another
     /// multiarch triplet or word size are skipped.
     pub fn lookup(&self, soname: &str, like: Option<&ElfInfo>) -> Option<&'a LibEntry> {
-        self.by_name
-            .get(soname)?
+        let start = self.by_name.partition_point(|(name, ..)| *name < soname);
+        self.by_name[start..]
             .iter()
-            .copied()
+            .take_while(|(name, ..)| *name == soname)
+            .map(|&(.., e)| e)
             .find(|e| like.is_none_or(|l| path_fits(&e.name, l)))
     }
 }

@@ -1,31 +1,32 @@
 //! `generate` for several platforms from one image (`-p A -p B`): the
 //! image is flattened, its app metadata read, its ELF files scanned and
-//! library matching's model of it built ([`crate::libmatch::ImageModel`]: loader
-//! model, symlinks, the search for library names) once per resolved
-//! manifest (platforms of one architecture share it), then each platform
-//! works on its own hard-linked copy of that rootfs
-//! ([`shared_tree::Tree`], surveyed once) and writes what a single-platform run writes,
-//! byte for byte. Library matching reads the shared rootfs (the same
-//! content as the copy); what writes (the removals, the preparation, the
-//! archive) works on the platform's copy.
+//! library matching's model of it built ([`crate::libmatch::ImageModel`]:
+//! loader model, symlinks, the dependency walk and the search for library
+//! names) once per resolved manifest (platforms of one architecture share
+//! it). Then each platform that passes its check gets its own rootfs:
+//! hard-linked copies of the shared one ([`shared_tree::Tree`], surveyed
+//! once), made on the worker threads, and the last platform takes the
+//! shared rootfs itself once the copies are made. Each platform then
+//! writes what a single-platform run writes, byte for byte, reading and
+//! changing only its own rootfs.
 //!
 //! Each platform succeeds or fails on its own: an incompatible platform,
 //! or an output that already exists, stops that platform only. A failure
 //! of the shared part (a broken layer, bad app metadata) fails every
 //! platform that needed it, with the same error.
 //!
-//! The shared part is done once; then the platforms that share it run on
-//! the worker threads (`--threads`, one per CPU by default), so at most
-//! that many platforms are in memory at once. Their outputs do not depend
-//! on which ran first (each writes only its own staging directory), and
-//! their warnings are held and shown in the order the platforms were
-//! given. An archive's compression runs on its own threads as before.
+//! The platforms that share a rootfs run on the worker threads
+//! (`--threads`, one per CPU by default), so at most that many platforms
+//! are in memory at once. Their outputs do not depend on which ran first
+//! (each writes only its own staging directory), and their warnings are
+//! held and shown in the order the platforms were given. An archive's
+//! compression runs on its own threads as before.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::stages::{self as generate, Analysed, GenerateOptions, Report};
-use crate::bundle::shared_tree;
+use crate::bundle::{config, shared_tree};
 use rayon::prelude::*;
 
 use crate::diag::{Buffered, Diagnostics, Progress, Tee, Warning};
@@ -103,19 +104,31 @@ pub fn generate_all(
                 }
             }
             Ok(shared) => {
-                // The platforms of a group run on the worker threads; each
-                // holds its warnings until all are done, then they are shown
-                // in the targets' order.
-                let done: Vec<_> = group
-                    .into_par_iter()
-                    .map(|(i, tee, staging)| {
-                        let buffered = Buffered::default();
-                        let tee = Tee { inner: &buffered, record: tee.record };
-                        let result = platform(&targets[i], &shared, tee, staging);
-                        (i, result, buffered)
+                // Each platform holds its warnings until all are done; they
+                // are then shown in the targets' order.
+                let buffers: Vec<Buffered> = group.iter().map(|_| Buffered::default()).collect();
+                let mut runs: Vec<Run<'_>> = group
+                    .into_iter()
+                    .zip(&buffers)
+                    .map(|((i, tee, staging), buffered)| {
+                        let tee = Tee { inner: buffered, record: tee.record };
+                        let checked = check(&targets[i], &shared, &tee);
+                        Run { i, tee, staging, checked }
                     })
                     .collect();
-                for (i, result, buffered) in done {
+                copy(&shared, &mut runs);
+                // The platforms' own steps, on the worker threads.
+                let done: Vec<_> = runs
+                    .into_par_iter()
+                    .map(|run| {
+                        let result = run
+                            .checked
+                            .and_then(|memory| platform(&targets[run.i], &shared, run.tee, run.staging, memory));
+                        (run.i, result)
+                    })
+                    .collect();
+                drop(shared);
+                for ((i, result), buffered) in done.into_iter().zip(buffers) {
                     buffered.replay(&prefixed[i]);
                     results[i] = Some(result.map_err(Arc::new));
                 }
@@ -149,7 +162,8 @@ struct Shared {
     scan: crate::elf::ElfScan,
     /// Library matching's model of the image (it reads `rootfs`).
     model: crate::libmatch::ImageModel,
-    /// `rootfs` as each platform's copy is made from it.
+    /// `rootfs` as each platform's copy is made from it (the last
+    /// platform takes `rootfs` itself).
     tree: shared_tree::Tree,
     warnings_before_check: Vec<Warning>,
     warnings_after_check: Vec<Warning>,
@@ -183,7 +197,15 @@ fn analyse(
     let before = tee.record.warnings().len();
     let scan = generate::scan_elf(&rootfs, &tee)?;
     let model = crate::libmatch::ImageModel::new(&rootfs, &scan);
-    let tree = shared_tree::Tree::survey(&rootfs).map_err(|(path, source)| Error::Output { path, source })?;
+    let entry = generate::entrypoint(&rootfs, first.image);
+    let matching = generate::matching_options(&app, &first.opts);
+    // The plans then start from the walk done here (an error in it is the
+    // plans' to report), while the tree is read for the copies.
+    let (_, tree) = rayon::join(
+        || model.prepare(&scan, first.opts.platform.oci_arch(), entry.as_ref(), &matching),
+        || shared_tree::Tree::survey(&rootfs),
+    );
+    let tree = tree.map_err(|(path, source)| Error::Output { path, source })?;
     let mut warnings_before_check = tee.record.warnings();
     let warnings_after_check = warnings_before_check.split_off(before);
     Ok(Shared {
@@ -199,41 +221,68 @@ fn analyse(
     })
 }
 
-/// One platform's part, as the single run does it after flattening.
+/// One platform of a group, between its steps.
+struct Run<'a> {
+    /// The target's index.
+    i: usize,
+    tee: Tee<'a>,
+    staging: Staging,
+    /// The memory limit its check gave, or why it stopped.
+    checked: Result<config::MemoryLimit, Error>,
+}
+
+/// The app against one platform, with the shared part's warnings recorded
+/// for its report where the single run gives them.
+fn check(target: &Target<'_>, shared: &Shared, tee: &Tee<'_>) -> Result<config::MemoryLimit, Error> {
+    for w in &shared.warnings_before_check {
+        tee.record.warning(w.clone());
+    }
+    let memory = generate::check_app(target.opts.platform, target.image, &shared.app, &target.opts, tee)?;
+    for w in &shared.warnings_after_check {
+        tee.record.warning(w.clone());
+    }
+    Ok(memory)
+}
+
+/// Gives each platform that passed its check its rootfs at
+/// `staging/rootfs`: hard-linked copies of the shared rootfs (on the
+/// worker threads) for all but the last, which then takes the shared
+/// rootfs itself, no longer needed, instead of a copy. A copy that fails
+/// stops its platform.
+fn copy(shared: &Shared, runs: &mut [Run<'_>]) {
+    let taker = runs.iter().rposition(|r| r.checked.is_ok());
+    let copy_failed = |run: &mut Run<'_>, (path, source)| run.checked = Err(Error::Output { path, source });
+    runs.par_iter_mut()
+        .enumerate()
+        .filter(|(k, run)| Some(*k) != taker && run.checked.is_ok())
+        .for_each(|(_, run)| {
+            if let Err(e) = shared.tree.link(&shared.rootfs, &run.staging.path().join("rootfs")) {
+                copy_failed(run, e);
+            }
+        });
+    if let Some(run) = taker.map(|k| &mut runs[k]) {
+        if let Err(e) = shared.tree.take(&shared.rootfs, &run.staging.path().join("rootfs")) {
+            copy_failed(run, e);
+        }
+    }
+}
+
+/// One platform's part, as the single run does it after flattening, on
+/// its own rootfs.
 fn platform(
     target: &Target<'_>,
     shared: &Shared,
     tee: Tee<'_>,
     staging: Staging,
+    memory: config::MemoryLimit,
 ) -> Result<Report, Error> {
-    let opts = &target.opts;
-    for w in &shared.warnings_before_check {
-        tee.record.warning(w.clone());
-    }
-    let memory = generate::check_app(opts.platform, target.image, &shared.app, opts, &tee)?;
-    for w in &shared.warnings_after_check {
-        tee.record.warning(w.clone());
-    }
-    let rootfs = staging.path().join("rootfs");
-    shared
-        .tree
-        .link(&shared.rootfs, &rootfs)
-        .map_err(|(path, source)| Error::Output { path, source })?;
     let analysed = Analysed {
         flattened: &shared.flattened,
         app: &shared.app,
         scan: &shared.scan,
         model: Some(&shared.model),
     };
-    generate::finish(
-        target.image,
-        &analysed,
-        staging,
-        &target.outputdir,
-        memory,
-        opts,
-        tee,
-    )
+    generate::finish(target.image, &analysed, staging, &target.outputdir, memory, &target.opts, tee)
 }
 
 /// Shows a platform's own warnings with its name in front.

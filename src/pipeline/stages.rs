@@ -257,12 +257,10 @@ pub(crate) fn finish(
     let platform = opts.platform;
     let rootfs = staging.path().join("rootfs");
     let command = command_of(image);
-    let matching = MatchOptions { graphics: app.graphics, ..opts.matching.clone() };
-    // Located with the image's PATH, as the entrypoint check below and the
-    // container do.
-    let entry = command.first().map(|c| compat::entrypoint_roots(&rootfs, c, path_env(image).as_deref()));
+    let matching = matching_options(app, opts);
+    let entry = entrypoint(&rootfs, image);
     let plan = match model {
-        Some(model) => libmatch::plan_with(model, scan, platform, platform.libs.as_ref(), entry.as_ref(), &matching, &diag)?,
+        Some(model) => libmatch::plan_with(model, &rootfs, scan, platform, platform.libs.as_ref(), entry.as_ref(), &matching, &diag)?,
         None => libmatch::plan(&rootfs, scan, platform, platform.libs.as_ref(), entry.as_ref(), &matching, &diag)?,
     };
     let entrypoint = compat::check_entrypoint(&rootfs, &command, path_env(image).as_deref(), platform, scan, &plan, platform.libs.as_ref())
@@ -406,6 +404,18 @@ pub(crate) fn load_app(
         Some(id) => Ok(app.with_id(id)?),
         None => Ok(app),
     }
+}
+
+/// Library matching's options for this app.
+pub(crate) fn matching_options(app: &AppMetadata, opts: &GenerateOptions<'_>) -> MatchOptions {
+    MatchOptions { graphics: app.graphics, ..opts.matching.clone() }
+}
+
+/// The entrypoint located in `rootfs` with the image's PATH, as the
+/// entrypoint check and the container do.
+pub(crate) fn entrypoint(rootfs: &Path, image: &ResolvedImage) -> Option<libmatch::Entrypoint> {
+    let command = command_of(image);
+    command.first().map(|c| compat::entrypoint_roots(rootfs, c, path_env(image).as_deref()))
 }
 
 /// Entrypoint followed by Cmd, as runtimes join them.

@@ -11,13 +11,14 @@
 //! `libs[]` entries and its library matching reads only `name`,
 //! `apiversions` and `deps`, so these files stay loadable by BundleGen.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
 use super::PlatformError;
-use crate::input::{self, InputKind};
+use crate::input::{self, FileBytes, InputKind};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct LibsInventory {
@@ -49,36 +50,71 @@ pub fn bad_exports_message(key: &str, message: &str) -> String {
 /// the first time it is asked for. An inventory holds megabytes of these
 /// and one app asks for a few, so they are not decoded when the inventory
 /// is read: a damaged one is an error when it is used ([`Exports::set`]),
-/// and `bundlegen platform validate` checks them all.
+/// and `bundlegen platform validate` checks them all. Read by
+/// [`LibsInventory::load`], the text is not copied either: it stays in
+/// the mapped file, which the entries share.
 #[derive(Debug, Clone)]
 pub struct Exports {
-    text: Box<str>,
+    text: Text,
     set: OnceLock<Result<ExportSet, String>>,
+}
+
+#[derive(Debug, Clone)]
+enum Text {
+    Owned(Box<str>),
+    /// `file[start..start + len]`, checked as UTF-8 when it was parsed.
+    InFile { file: Arc<FileBytes>, start: usize, len: usize },
+}
+
+thread_local! {
+    /// The inventory file [`LibsInventory::load`] is parsing on this
+    /// thread: an `exports` string found in it is kept as a range of it.
+    static PARSING: RefCell<Option<Arc<FileBytes>>> = const { RefCell::new(None) };
 }
 
 impl Exports {
     /// The decoded set, or what is wrong with the text.
     pub fn set(&self) -> Result<&ExportSet, &str> {
         self.set
-            .get_or_init(|| ExportSet::decode(&self.text))
+            .get_or_init(|| ExportSet::decode(self.text()))
             .as_ref()
             .map_err(String::as_str)
     }
 
     pub fn text(&self) -> &str {
-        &self.text
+        match &self.text {
+            Text::Owned(text) => text,
+            // Valid when parsed; the file does not change (FileBytes).
+            Text::InFile { file, start, len } => std::str::from_utf8(&file[*start..*start + *len]).unwrap_or(""),
+        }
+    }
+
+    fn owned(text: &str) -> Exports {
+        Exports { text: Text::Owned(text.into()), set: OnceLock::new() }
+    }
+
+    /// `text` as a range of the file being parsed, when it lies in it.
+    fn in_parsed_file(text: &str) -> Option<Exports> {
+        PARSING.with_borrow(|file| {
+            let file = file.as_ref()?;
+            let start = (text.as_ptr() as usize).checked_sub(file.as_ptr() as usize)?;
+            (start + text.len() <= file.len()).then(|| Exports {
+                text: Text::InFile { file: file.clone(), start, len: text.len() },
+                set: OnceLock::new(),
+            })
+        })
     }
 }
 
 impl From<ExportSet> for Exports {
     fn from(set: ExportSet) -> Self {
-        Exports { text: set.encode().into(), set: OnceLock::from(Ok(set)) }
+        Exports { text: Text::Owned(set.encode().into()), set: OnceLock::from(Ok(set)) }
     }
 }
 
 impl PartialEq for Exports {
     fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
+        self.text() == other.text()
     }
 }
 
@@ -86,14 +122,26 @@ impl Eq for Exports {}
 
 impl Serialize for Exports {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.text)
+        s.serialize_str(self.text())
     }
 }
 
 impl<'de> Deserialize<'de> for Exports {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Ok(Exports { text: text.into(), set: OnceLock::new() })
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Exports;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Exports, E> {
+                Ok(Exports::in_parsed_file(text).unwrap_or_else(|| Exports::owned(text)))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Exports, E> {
+                Ok(Exports::owned(text))
+            }
+        }
+        d.deserialize_str(Visitor)
     }
 }
 
@@ -293,7 +341,12 @@ impl LibsInventory {
     /// Reads an inventory file.
     pub fn load(path: &Path) -> Result<LibsInventory, PlatformError> {
         // Extra keys are allowed, as in BundleGen's schema: ignored unseen.
-        let inventory: LibsInventory = input::load_lenient(InputKind::Platform, path)?;
+        let file = Arc::new(input::map(InputKind::Platform, path)?);
+        // The entries' `exports` keep ranges of `file` (Exports).
+        let previous = PARSING.replace(Some(file.clone()));
+        let parsed = input::from_bytes_lenient(InputKind::Platform, path, &file);
+        PARSING.set(previous);
+        let inventory: LibsInventory = parsed?;
         inventory.check_paths(path)?;
         Ok(inventory)
     }
