@@ -104,7 +104,7 @@ impl Tree {
             .map_err(|e| (dst.to_owned(), e))?;
         // Children first: a parent's own mode may forbid reaching them.
         for (rel, mode) in self.opened.iter().rev() {
-            let path = if rel.is_empty() { dst.to_owned() } else { dst.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(rel)) };
+            let path = below(dst, rel);
             let here = cstr(if rel.is_empty() { b"." } else { rel }).map_err(|e| (path.clone(), e))?;
             if unsafe { libc::fchmodat(droot.as_raw_fd(), here.as_ptr(), *mode, 0) } != 0 {
                 return Err((path, io::Error::last_os_error()));
@@ -220,8 +220,7 @@ struct Walk<'a> {
 
 impl Walk<'_> {
     fn err(&self) -> impl FnOnce(io::Error) -> (PathBuf, io::Error) + use<> {
-        let rel = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&self.rel);
-        let path = if self.rel.is_empty() { self.dst.to_owned() } else { self.dst.join(rel) };
+        let path = below(self.dst, &self.rel);
         move |e| (path, e)
     }
 
@@ -320,6 +319,14 @@ fn read_xattrs(fd: RawFd) -> io::Result<Vec<(CString, Vec<u8>)>> {
         out.push((key, value));
     }
     Ok(out)
+}
+
+/// The path `rel` (empty: the top itself) below the top directory `top`.
+fn below(top: &Path, rel: &[u8]) -> PathBuf {
+    match rel {
+        [] => top.to_owned(),
+        rel => top.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(rel)),
+    }
 }
 
 /// A path's parent directory and last component.
